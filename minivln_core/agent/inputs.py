@@ -1,0 +1,165 @@
+"""Observations + graph maps -> batched model inputs (panorama mode and navigation mode).
+
+Panorama token order at a node (as DUET): one token per navigable candidate (the view that best
+faces it, with the exact angle to the neighbour), then every view not used by a candidate (its
+centre angle), then objects. Angles are relative to the agent's current heading/elevation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from minivln_core.env.geometry import VIEW_ELEVATIONS, VIEW_HEADINGS, angle_features
+from minivln_core.graph.graph_map import GraphMap
+from minivln_core.models.policy import NavigationInputs
+
+NUM_VIEWS = 36
+VIEW_BOX = (1.0, 1.0, 1.0)  # box part of a view's location feature
+IMAGE_H, IMAGE_W = 480, 640  # Matterport camera, used to normalise object boxes
+
+
+@dataclass
+class PanoramaTokens:
+    """Numpy arrays for one node: V = n_cand + unused views (+ O objects)."""
+
+    img_fts: np.ndarray       # (V, F)
+    loc_fts: np.ndarray       # (V, 7)
+    nav_types: np.ndarray     # (V,) 1 candidate, 0 other view
+    cand_viewpoints: list[str]
+    obj_fts: np.ndarray | None = None   # (O, Fo)
+    obj_loc_fts: np.ndarray | None = None  # (O, 7)
+    obj_ids: list[str] | None = None
+
+
+def panorama_tokens(obs) -> PanoramaTokens:
+    """Tokens of the current node of one observation (see the module docstring for the order)."""
+    feats = np.asarray(obs.view_features, dtype=np.float32)  # (36, F)
+    cands = list(obs.candidates)
+    used = {c.view_index for c in cands}
+    rest = [ix for ix in range(NUM_VIEWS) if ix not in used]
+    cand_h = np.array([c.heading for c in cands], dtype=np.float64)
+    cand_e = np.array([c.elevation for c in cands], dtype=np.float64)
+    heads = np.concatenate([cand_h, VIEW_HEADINGS[rest]]) - obs.heading
+    elevs = np.concatenate([cand_e, VIEW_ELEVATIONS[rest]]) - obs.elevation
+    angles = angle_features(heads, elevs)                                            # (V, 4)
+    loc = np.concatenate([angles, np.tile(VIEW_BOX, (len(heads), 1))], 1).astype(np.float32)
+    index = [c.view_index for c in cands] + rest
+    tokens = PanoramaTokens(feats[index], loc, np.array([1] * len(cands) + [0] * len(rest), dtype=np.int64),
+                            [c.viewpoint for c in cands])
+    objects = getattr(obs, "objects", None)
+    if objects is not None and len(objects.obj_ids) > 0:
+        d = np.asarray(objects.directions, dtype=np.float64)                           # (O, 2)
+        ang = angle_features(d[:, 0] - obs.heading, d[:, 1] - obs.elevation)
+        sizes = np.asarray(objects.sizes, dtype=np.float64)                            # (O, 2) w, h px
+        box = np.stack([sizes[:, 1] / IMAGE_H, sizes[:, 0] / IMAGE_W,
+                        sizes[:, 0] * sizes[:, 1] / (IMAGE_H * IMAGE_W)], 1)
+        tokens.obj_fts = np.asarray(objects.features, dtype=np.float32)
+        tokens.obj_loc_fts = np.concatenate([ang, box], 1).astype(np.float32)
+        tokens.obj_ids = [str(o) for o in objects.obj_ids]
+    return tokens
+
+
+def _pad(arrays: list[np.ndarray], length: int | None = None, value: float = 0) -> np.ndarray:
+    """Stack arrays of shape (n_i, ...) into (B, max n_i, ...) with `value` padding."""
+    length = max([len(a) for a in arrays] + [0]) if length is None else length
+    tail = arrays[0].shape[1:]
+    out = np.full((len(arrays), length) + tail, value, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+def _lengths_mask(lengths: list[int], length: int) -> torch.Tensor:
+    return torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def panorama_batch(tokens: list[PanoramaTokens], device: torch.device) -> dict[str, torch.Tensor | None]:
+    """Pad a list of PanoramaTokens into the keyword arguments of `DuetPolicy.encode_panorama`."""
+    v_len = [len(t.nav_types) for t in tokens]
+    batch = {
+        "view_img_fts": torch.from_numpy(_pad([t.img_fts for t in tokens])).to(device),
+        "view_loc_fts": torch.from_numpy(_pad([t.loc_fts for t in tokens])).to(device),
+        "view_nav_types": torch.from_numpy(_pad([t.nav_types for t in tokens])).to(device),
+        "view_masks": _lengths_mask(v_len, max(v_len)).to(device),
+        "obj_img_fts": None, "obj_loc_fts": None, "obj_masks": None,
+    }
+    if any(t.obj_fts is not None for t in tokens):
+        dim = next(t.obj_fts.shape[1] for t in tokens if t.obj_fts is not None)
+        fts = [t.obj_fts if t.obj_fts is not None else np.zeros((0, dim), np.float32) for t in tokens]
+        locs = [t.obj_loc_fts if t.obj_loc_fts is not None else np.zeros((0, 7), np.float32) for t in tokens]
+        o_len = [len(f) for f in fts]
+        batch["obj_img_fts"] = torch.from_numpy(_pad(fts)).to(device)
+        batch["obj_loc_fts"] = torch.from_numpy(_pad(locs)).to(device)
+        batch["obj_masks"] = _lengths_mask(o_len, max(o_len)).to(device)
+    return batch
+
+
+def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list, tokens: list[PanoramaTokens],
+                     pano_embeds: torch.Tensor, pano_masks: torch.Tensor, txt_embeds: torch.Tensor,
+                     txt_masks: torch.Tensor) -> tuple[NavigationInputs, list[list[str | None]]]:
+    """Build NavigationInputs for one step; also return each item's global node list ([None] = stop).
+
+    pano_embeds (B, V', D) and pano_masks (B, V') come from panorama mode of this step; the maps
+    have already been updated with this step's node and embeddings.
+    """
+    device, dtype = pano_embeds.device, pano_embeds.dtype
+    b, _, d = pano_embeds.shape
+    nodes_per_item: list[list[str | None]] = []
+    n_max = 1 + max(len(m.global_nodes()) for m in maps)
+    v_max = 1 + pano_embeds.shape[1]
+    gmap_embeds = torch.zeros(b, n_max, d, dtype=dtype, device=device)
+    step_ids = np.zeros((b, n_max), np.int64)
+    pos_fts = np.zeros((b, n_max, 7), np.float32)
+    gmasks = np.zeros((b, n_max), bool)
+    pair = np.zeros((b, n_max, n_max), np.float32)
+    visited = np.zeros((b, n_max), bool)
+    vp_pos = np.zeros((b, v_max, 14), np.float32)
+    nav = np.zeros((b, v_max), bool)
+    node_cand = np.zeros((b, n_max), np.int64)
+    cand_visited = np.zeros((b, v_max), bool)
+    obj_masks = np.zeros((b, v_max), bool)
+    rows = []
+    for i, (gmap, start, obs, tok) in enumerate(zip(maps, starts, observations, tokens)):
+        nodes = gmap.global_nodes()
+        n = 1 + len(nodes)
+        nodes_per_item.append([None] + nodes)
+        rows.append(gmap.embeddings(nodes))                                              # (n-1, D)
+        step_ids[i, 1:n] = gmap.step_ids(nodes)
+        pos_fts[i, 1:n] = gmap.position_features(nodes, obs.viewpoint, obs.heading, obs.elevation)
+        gmasks[i, :n] = True
+        pair[i, :n, :n] = gmap.pair_distances(nodes)
+        visited_set = set(gmap.visited)
+        visited[i, 1:n] = [v in visited_set for v in nodes]
+        # Local tokens: [stop] + candidates + views (+ objects); 14-d = start rel. current ‖ candidate.
+        n_cand = len(tok.cand_viewpoints)
+        vp_pos[i, : 1 + pano_masks[i].sum().item(), :7] = gmap.position_features(
+            [start], obs.viewpoint, obs.heading, obs.elevation)
+        if n_cand:
+            vp_pos[i, 1: 1 + n_cand, 7:] = gmap.position_features(
+                tok.cand_viewpoints, obs.viewpoint, obs.heading, obs.elevation)
+        nav[i, 0] = True
+        nav[i, 1: 1 + n_cand] = True
+        node_pos = {v: j for j, v in enumerate(nodes, start=1)}
+        for k, vp in enumerate(tok.cand_viewpoints, start=1):
+            if vp in visited_set:
+                cand_visited[i, k] = True
+            else:
+                node_cand[i, node_pos[vp]] = k
+        n_views = len(tok.nav_types)
+        if tok.obj_ids:
+            obj_masks[i, 1 + n_views: 1 + n_views + len(tok.obj_ids)] = True
+    for i, r in enumerate(rows):
+        gmap_embeds[i, 1: 1 + len(r)] = r
+    vp_embeds = torch.cat([torch.zeros(b, 1, d, dtype=dtype, device=device), pano_embeds], 1)  # (B, 1+V', D)
+    vp_masks = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=device), pano_masks], 1)
+    t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    inputs = NavigationInputs(
+        txt_embeds=txt_embeds, txt_masks=txt_masks, gmap_img_embeds=gmap_embeds, gmap_step_ids=t(step_ids),
+        gmap_pos_fts=t(pos_fts).to(dtype), gmap_masks=t(gmasks), gmap_pair_dists=t(pair).to(dtype),
+        gmap_visited_masks=t(visited), vp_img_embeds=vp_embeds, vp_pos_fts=t(vp_pos).to(dtype),
+        vp_masks=vp_masks, vp_nav_masks=t(nav), node_cand_index=t(node_cand), vp_cand_visited=t(cand_visited),
+        vp_obj_masks=t(obj_masks) if any(tok.obj_ids for tok in tokens) else None)
+    return inputs, nodes_per_item

@@ -1,0 +1,1 @@
+"""Subcommands of `minivln` (one module each, registered in minivln_core.cli)."""

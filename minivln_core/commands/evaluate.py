@@ -1,0 +1,58 @@
+"""`minivln evaluate`: greedy rollouts of a checkpoint (or a randomly initialised preset) on a split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy
+from minivln_core.eval.trajectories import summary_text
+from minivln_core.models import DuetPolicy, PRESETS, preset
+from minivln_core.models.checkpoint import from_pretrained
+
+log = logging.getLogger("minivln.evaluate")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="roll out a policy on a world split and score it",
+                       description="Greedy rollouts on a world folder (see `minivln synth`); writes "
+                                   "<name>_<split>_results.json (standard format) and <name>_<split>_metrics.json.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint directory")
+    src.add_argument("--preset", choices=sorted(PRESETS), help="randomly initialised preset (a baseline)")
+    src.add_argument("--expert", action="store_true", help="the shortest-path expert (upper bound)")
+    p.add_argument("--world", required=True, help="world folder (connectivity/, annotations/, features/)")
+    p.add_argument("--task", choices=["r2r", "reverie"], default="r2r")
+    p.add_argument("--split", default="val_unseen")
+    p.add_argument("--out", default="runs/evaluate", help="output folder")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-steps", type=int, default=15, help="decisions per episode (the last one stops)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N instructions (0 = all)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a preset's random initialisation")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = EvalSpec(Path(args.world), args.task, args.split, args.batch_size, args.max_steps, args.limit)
+    out = Path(args.out)
+    if args.expert:
+        name, metrics = "expert", evaluate_expert(spec, out)
+    else:
+        if args.checkpoint:
+            model, name = from_pretrained(args.checkpoint), Path(args.checkpoint).name
+        else:
+            log.warning("preset %s is RANDOMLY INITIALISED (seed %d): a baseline, not a trained policy",
+                        args.preset, args.seed)
+            torch.manual_seed(args.seed)
+            model, name = DuetPolicy(preset(args.preset, args.task)).eval(), args.preset
+        metrics = evaluate_policy(model, spec, out, name)
+    print(json.dumps(metrics, indent=2))
+    print(summary_text(metrics))
+    return 0

@@ -1,0 +1,1 @@
+"""minivln_core.data"""

@@ -1,0 +1,111 @@
+"""Self-describing checkpoints: one directory with `config.json` and `model.safetensors`.
+
+Loading never unpickles anything: the config is JSON, the weights are safetensors. A directory
+is written under a temporary name and renamed into place, so a crash mid-write never leaves a
+directory that looks whole; `config.json` also records the weight file's size as a check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from minivln_core.config import from_dict, to_dict
+from minivln_core.errors import ConfigError, DataError
+from minivln_core.models.config import ModelConfig
+from minivln_core.models.policy import DuetPolicy
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "minivln-checkpoint-v1"
+
+
+def save_pretrained(model: DuetPolicy, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write `model` to `directory` atomically (replacing an existing checkpoint there)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        # Shared storage (e.g. tied weights) is cloned so safetensors can store each tensor.
+        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_NAME))
+        info = {"format": FORMAT, "model": to_dict(model.config), "meta": meta or {},
+                "weights_bytes": (tmp / WEIGHTS_NAME).stat().st_size,
+                "num_parameters": model.num_parameters()}
+        (tmp / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n")
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_checkpoint_info(directory: str | Path) -> dict[str, Any]:
+    """The checkpoint's config.json, validated (format, model config, weight file size)."""
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        raise DataError(directory, "checkpoint directory does not exist")
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "missing: not a checkpoint directory (or it was never completely written)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise DataError(path, f"not a {FORMAT} checkpoint", field="format")
+    weights = directory / WEIGHTS_NAME
+    if not weights.exists():
+        raise DataError(weights, "weight file is missing")
+    if weights.stat().st_size != info.get("weights_bytes"):
+        raise DataError(weights, f"weight file has {weights.stat().st_size} bytes, config.json records "
+                                 f"{info.get('weights_bytes')}: the checkpoint is incomplete")
+    return info
+
+
+def load_config(directory: str | Path) -> ModelConfig:
+    """The ModelConfig stored in a checkpoint."""
+    info = read_checkpoint_info(directory)
+    try:
+        return from_dict(ModelConfig, info.get("model", {}))
+    except ConfigError as exc:
+        raise DataError(Path(directory) / CONFIG_NAME, str(exc), field="model") from None
+
+
+def from_pretrained(directory: str | Path, map_location: str = "cpu") -> DuetPolicy:
+    """Rebuild the model from a checkpoint directory alone (strict: every weight must match)."""
+    directory = Path(directory)
+    model = DuetPolicy(load_config(directory))
+    try:
+        state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise DataError(directory / WEIGHTS_NAME, f"cannot read safetensors weights ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DataError(directory / WEIGHTS_NAME,
+                        f"weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.eval()
+    return model
+
+
+def load_meta(directory: str | Path) -> dict[str, Any]:
+    """Free-form metadata saved with the checkpoint (preset, task, training step, ...)."""
+    return dict(read_checkpoint_info(directory).get("meta", {}))
+
+
+__all__ = ["save_pretrained", "from_pretrained", "load_config", "load_meta", "read_checkpoint_info"]

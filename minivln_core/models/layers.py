@@ -1,0 +1,168 @@
+"""Transformer building blocks that expose per-head pre-softmax attention scores.
+
+`nn.MultiheadAttention` is not used anywhere: distillation needs the scores of every head before
+the softmax (QK^T / sqrt(d) + additive mask + bias), which it hides. Masks are additive float
+tensors broadcastable to (B, H, Lq, Lk): 0 where a key may be attended, MASK_VALUE where not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minivln_core.models.config import ModelConfig
+
+# BERT's additive mask value: finite (no NaN for fully masked rows), far below any real score.
+MASK_VALUE = -10000.0
+
+
+def additive_mask(valid: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, Lk) bool valid-keys -> (B, 1, 1, Lk) additive mask."""
+    return (~valid).to(dtype)[:, None, None, :] * MASK_VALUE
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separate Q/K/V projections (BERT layout; no output projection).
+
+    `forward` returns the context (B, Lq, D) and, when asked, the pre-softmax scores (B, H, Lq, Lk).
+    """
+
+    def __init__(self, config: ModelConfig, ctx_dim: int | None = None):
+        super().__init__()
+        d = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(ctx_dim or d, d)
+        self.value = nn.Linear(ctx_dim or d, d)
+        self.dropout_p = config.attention_probs_dropout_prob
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, d)
+
+    def forward(self, hidden: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None,
+                return_scores: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q = self._heads(self.query(hidden))    # (B, H, Lq, d)
+        k = self._heads(self.key(context))     # (B, H, Lk, d)
+        v = self._heads(self.value(context))   # (B, H, Lk, d)
+        b, _, lq, _ = q.shape
+        if return_scores:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, H, Lq, Lk)
+            if mask is not None:
+                scores = scores + mask
+            probs = self.dropout(scores.softmax(dim=-1))
+            ctx = probs @ v
+        else:
+            # Same computation through the fused kernel (no scores materialised for the caller).
+            scores = None
+            ctx = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None if mask is None else mask.to(q.dtype),
+                dropout_p=self.dropout_p if self.training else 0.0)
+        return ctx.transpose(1, 2).reshape(b, lq, -1), scores
+
+
+class AddNorm(nn.Module):
+    """dense -> dropout -> + residual -> LayerNorm (BERT's post-LN output sub-block)."""
+
+    def __init__(self, in_dim: int, config: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(in_dim, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class AttentionBlock(nn.Module):
+    """Attention followed by its post-LN output (self-attention when context is the input)."""
+
+    def __init__(self, config: ModelConfig, ctx_dim: int | None = None):
+        super().__init__()
+        self.att = Attention(config, ctx_dim)
+        self.output = AddNorm(config.hidden_size, config)
+
+    def forward(self, hidden, context, mask, return_scores=False):
+        ctx, scores = self.att(hidden, context, mask, return_scores)
+        return self.output(ctx, hidden), scores
+
+
+class FeedForward(nn.Module):
+    """Post-LN FFN: D -> intermediate (GELU, erf form) -> D, dropout, residual, LayerNorm."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.output = AddNorm(config.intermediate_size, config)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output(F.gelu(self.intermediate(hidden)), hidden)
+
+
+class BertLayer(nn.Module):
+    """Post-LN self-attention layer of the language encoder."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attention = AttentionBlock(config)
+        self.ffn = FeedForward(config)
+
+    def forward(self, hidden, mask, return_scores=False):
+        hidden, scores = self.attention(hidden, hidden, mask, return_scores)
+        return self.ffn(hidden), scores
+
+
+class PreLNLayer(nn.Module):
+    """Pre-LN transformer layer of the panorama encoder (x + attn(LN(x)); x + FFN(LN(x)))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d, eps = config.hidden_size, config.pano_layer_norm_eps
+        self.norm1 = nn.LayerNorm(d, eps=eps)
+        self.att = Attention(config)
+        self.out_proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d, eps=eps)
+        self.linear1 = nn.Linear(d, config.intermediate_size)
+        self.linear2 = nn.Linear(config.intermediate_size, d)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden, mask, return_scores=False):
+        x = self.norm1(hidden)
+        ctx, scores = self.att(x, x, mask, return_scores)
+        hidden = hidden + self.dropout(self.out_proj(ctx))
+        ffn = self.linear2(self.dropout(F.gelu(self.linear1(self.norm2(hidden)))))
+        return hidden + self.dropout(ffn), scores
+
+
+class CrossModalLayer(nn.Module):
+    """Visual tokens attend to text (cross-attention), then to each other (+ optional graph
+    bias folded into the mask), then FFN; all post-LN. Text is never updated at navigation time."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.cross_attention = AttentionBlock(config)
+        self.self_attention = AttentionBlock(config)
+        self.ffn = FeedForward(config)
+
+    def forward(self, visual, visual_mask, text, text_mask, return_scores=False):
+        visual, cross_scores = self.cross_attention(visual, text, text_mask, return_scores)
+        visual, self_scores = self.self_attention(visual, visual, visual_mask, return_scores)
+        return self.ffn(visual), cross_scores, self_scores
+
+
+class ClsPrediction(nn.Module):
+    """DUET's prediction head: Linear(in -> D) -> ReLU -> LayerNorm -> Linear(D -> 1)."""
+
+    def __init__(self, hidden_size: int, input_size: int | None = None, eps: float = 1e-12):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(input_size or hidden_size, hidden_size), nn.ReLU(),
+            nn.LayerNorm(hidden_size, eps=eps), nn.Linear(hidden_size, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -1,0 +1,41 @@
+"""Named model sizes: the paper's teacher and student, and narrower CPU presets of the same shape."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from minivln_core.errors import ConfigError
+from minivln_core.models.config import ModelConfig
+
+PRESETS: dict[str, ModelConfig] = {
+    # DUET teacher: 180,489,221 parameters for R2R, 181,082,118 with the object head.
+    "duet-base": ModelConfig(),
+    # MiniVLN student (TinyBERT-4L-312D widths, 3 / 1 / 2 layers): 21,064,925 / 21,163,518.
+    "minivln": ModelConfig(hidden_size=312, num_attention_heads=12, intermediate_size=1200,
+                           num_l_layers=3, num_pano_layers=1, num_x_layers=2),
+    # CPU-trainable pair that keeps the paper's layer shape (9/2/4 vs 3/1/2) and 12 heads.
+    "duet-small": ModelConfig(hidden_size=192, num_attention_heads=12, intermediate_size=768),
+    "minivln-small": ModelConfig(hidden_size=96, num_attention_heads=12, intermediate_size=384,
+                                 num_l_layers=3, num_pano_layers=1, num_x_layers=2),
+    # Unit-test sizes.
+    "tiny-teacher": ModelConfig(hidden_size=48, num_attention_heads=4, intermediate_size=96,
+                                num_l_layers=3, num_pano_layers=2, num_x_layers=2, vocab_size=30522,
+                                max_position_embeddings=256),
+    "tiny-student": ModelConfig(hidden_size=24, num_attention_heads=4, intermediate_size=48,
+                                num_l_layers=1, num_pano_layers=1, num_x_layers=1, vocab_size=30522,
+                                max_position_embeddings=256),
+}
+
+
+def preset(name: str, task: str = "r2r", **overrides) -> ModelConfig:
+    """The preset `name`; `task='reverie'` adds objects (object features as wide as view features)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model preset '{name}' (choose from {', '.join(PRESETS)})")
+    if task not in ("r2r", "reverie"):
+        raise ConfigError(f"unknown task '{task}' (choose r2r or reverie)")
+    config = PRESETS[name]
+    if task == "reverie":
+        config = replace(config, obj_feat_size=config.image_feat_size)
+    config = replace(config, **overrides)
+    config.validate()
+    return config

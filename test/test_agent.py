@@ -1,0 +1,144 @@
+"""NavigationAgent over NavEnv: valid walks, batch independence, teacher forcing, stop rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures_graph import grid_graph, make_episode
+from minivln_core.agent.agent import NavigationAgent
+from minivln_core.agent.rollout import evaluate, rollout_batch
+from minivln_core.env.expert import map_expert
+from minivln_core.env.nav_env import NavEnv
+from minivln_core.models import DuetPolicy, preset
+
+
+class RandomFeatures:
+    """Seeded (36, D) features per viewpoint, different for every view."""
+
+    def __init__(self, graph, dim):
+        rng = np.random.default_rng(0)
+        self.table = {vp: rng.standard_normal((36, dim)).astype(np.float32) for vp in graph.viewpoints}
+
+    def get(self, scan, vp):
+        return self.table[vp]
+
+
+@pytest.fixture(scope="module")
+def world():
+    graph = grid_graph("grid", rows=4, cols=5, seed=1)
+    episodes = [make_episode(f"p{k}_0", "grid", graph.shortest_path(a, b), heading=0.3 * k)
+                for k, (a, b) in enumerate([("r0c0", "r3c4"), ("r1c1", "r0c4"), ("r3c0", "r0c2"),
+                                            ("r2c2", "r2c2"), ("r0c4", "r3c1")])]
+    for k, ep in enumerate(episodes):
+        ep.instr_encoding = [101] + [2000 + 7 * k + j for j in range(3 + k)] + [102]
+    return graph, episodes
+
+
+def _agent(seed=0, max_steps=6):
+    torch.manual_seed(seed)
+    return NavigationAgent(DuetPolicy(preset("tiny-student", image_feat_size=16)).eval(), max_steps=max_steps)
+
+
+def test_greedy_rollouts_are_valid_walks_within_the_step_limit(world):
+    graph, episodes = world
+    env = NavEnv({"grid": graph}, RandomFeatures(graph, 16), episodes, batch_size=2, max_steps=6)
+    records = evaluate(_agent(), env, progress=False)
+    assert [r["instr_id"] for r in records] == [ep.instr_id for ep in episodes]
+    for rec, ep in zip(records, episodes):
+        vps = [entry[0] for entry in rec["trajectory"]]
+        assert vps[0] == ep.start
+        assert graph.is_walk(vps)
+
+
+def test_batched_and_single_rollouts_decide_the_same(world):
+    graph, episodes = world
+    agent = _agent(seed=3)
+    feats = RandomFeatures(graph, 16)
+    batched = evaluate(agent, NavEnv({"grid": graph}, feats, episodes, batch_size=5, max_steps=6), progress=False)
+    single = evaluate(agent, NavEnv({"grid": graph}, feats, episodes, batch_size=1, max_steps=6), progress=False)
+    for a, b in zip(batched, single):
+        assert [e[0] for e in a["trajectory"]] == [e[0] for e in b["trajectory"]]
+
+
+def test_teacher_forcing_with_the_map_expert_reaches_every_goal(world):
+    graph, episodes = world
+    agent = _agent(max_steps=15)
+    env = NavEnv({"grid": graph}, RandomFeatures(graph, 16), episodes, batch_size=5, max_steps=15)
+    obs = env.reset()
+    states = agent.begin([o.episode.instr_encoding for o in obs])
+    active, current = list(range(5)), obs
+    with torch.no_grad():
+        while active:
+            targets = []
+            for i, o in zip(active, current):
+                # The map must know the current node before the expert ranks its ghosts.
+                gmap = states[i].graph_map
+                ghosts = ([] if gmap is None else list(gmap.ghosts)) + [c.viewpoint for c in o.candidates]
+                targets.append(map_expert(graph, _PreviewMap(gmap, o), o.viewpoint, o.episode.goal, ghosts))
+            res = agent.step([states[i] for i in active], current, feedback="teacher", expert_targets=targets)
+            for i, d in zip(active, res.decisions):
+                env.decide(i)
+                env.walk(i, d.path)
+                if d.stop:
+                    env.stop(i)
+            active = [i for i in active if not states[i].done]
+            current = [env.observation(i) for i in active]
+    for rec, ep in zip(env.results(), episodes):
+        assert rec["trajectory"][-1][0] == ep.goal
+
+
+class _PreviewMap:
+    """Visited test for the expert before the agent has added the current node to its map."""
+
+    def __init__(self, gmap, obs):
+        self.visited = set() if gmap is None else set(gmap.visited)
+        self.visited.add(obs.viewpoint)
+
+    def is_visited(self, vp):
+        return vp in self.visited
+
+
+def test_forced_stop_at_the_step_limit_and_no_step_after_stop(world):
+    graph, episodes = world
+    agent = _agent(max_steps=1)
+    env = NavEnv({"grid": graph}, RandomFeatures(graph, 16), episodes[:2], batch_size=2, max_steps=1)
+    obs = env.reset()
+    states = agent.begin([o.episode.instr_encoding for o in obs])
+    with torch.no_grad():
+        res = agent.step(states, obs)
+        assert all(d.stop and d.path == [] for d in res.decisions)  # only the start was visited
+        with pytest.raises(ValueError, match="already stopped"):
+            agent.step(states, obs)
+
+
+def test_sampling_is_reproducible_with_a_generator(world):
+    graph, episodes = world
+    agent = _agent(seed=5)
+    feats = RandomFeatures(graph, 16)
+
+    def run(seed):
+        env = NavEnv({"grid": graph}, feats, episodes, batch_size=5, max_steps=6)
+        gen = torch.Generator().manual_seed(seed)
+        obs = env.reset()
+        states = agent.begin([o.episode.instr_encoding for o in obs])
+        actions = []
+        with torch.no_grad():
+            res = agent.step(states, obs, feedback="sample", generator=gen)
+            actions = [d.action for d in res.decisions]
+        return actions
+
+    assert run(1) == run(1)
+
+
+def test_rollout_batch_calls_back_after_every_decision(world):
+    graph, episodes = world
+    agent = _agent(max_steps=4)
+    env = NavEnv({"grid": graph}, RandomFeatures(graph, 16), episodes, batch_size=3, max_steps=4)
+    seen = []
+    with torch.no_grad():
+        rollout_batch(agent, env, env.reset(), on_step=lambda active, obs, res: seen.append(len(active)))
+    assert seen and seen[0] == 3 and all(n >= 1 for n in seen) and len(seen) <= 4
+    with pytest.raises(ValueError, match="max_steps"):
+        rollout_batch(_agent(max_steps=5), env, env.reset())
