@@ -16,6 +16,7 @@ from minivln_core.errors import ConfigError, DataError
 # Command modules, in the order `minivln --help` lists them.
 COMMAND_MODULES = [
     "minivln_core.commands.pipeline",
+    "minivln_core.commands.synth",
     "minivln_core.commands.info",
     "minivln_core.commands.eval_trajectories",
     "minivln_core.commands.evaluate",

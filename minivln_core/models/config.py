@@ -36,6 +36,7 @@ class ModelConfig:
     max_action_steps: int = 100            # rows of the step-id embedding table
     graph_sprels: bool = True              # learned shortest-distance bias in the global branch
     fusion: Literal["dynamic", "average", "global", "local"] = "dynamic"
+    lang2visn_attn: bool = False           # pretraining only: cross-modal layers also update the text (MLM)
     feat_dropout: float = 0.4              # dropout on raw view/object features (training only)
     initializer_range: float = 0.02
 

@@ -120,6 +120,14 @@ class CrossModalEncoder(nn.Module):
         super().__init__()
         self.x_layers = nn.ModuleList(CrossModalLayer(config) for _ in range(config.num_x_layers))
 
+    def forward_both(self, visual, visual_mask, text, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Co-attention (pretraining MLM): each layer updates both streams from the previous layer's."""
+        for layer in self.x_layers:
+            new_text = layer.forward_text(text, text_mask, visual, visual_mask)
+            visual, _, _ = layer(visual, visual_mask, text, text_mask)
+            text = new_text
+        return visual, text
+
     def forward(self, visual, visual_mask, text, text_mask, trace: Trace | None = None) -> torch.Tensor:
         for layer in self.x_layers:
             visual, cross_scores, self_scores = layer(visual, visual_mask, text, text_mask, trace is not None)
@@ -144,9 +152,10 @@ class GlobalMapEncoder(nn.Module):
         self.sprel_linear = nn.Linear(1, 1) if config.graph_sprels else None
 
     def forward(self, txt_embeds, txt_masks, node_embeds, step_ids, pos_fts, masks, pair_dists,
-                trace: Trace | None = None) -> torch.Tensor:
+                trace: Trace | None = None, update_text: bool = False):
         """node_embeds (B, N, D) with zeros at [stop]; step_ids (B, N); pos_fts (B, N, 7);
-        masks (B, N) bool; pair_dists (B, N, N) metres."""
+        masks (B, N) bool; pair_dists (B, N, N) metres. Returns (B, N, D), and with
+        `update_text` (pretraining MLM) also the text stream (B, L, D)."""
         x = node_embeds + self.gmap_step_embeddings(step_ids) + self.gmap_pos_embeddings(pos_fts)
         if trace is not None:
             trace.embedding = x
@@ -154,6 +163,8 @@ class GlobalMapEncoder(nn.Module):
         if self.sprel_linear is not None:
             bias = self.sprel_linear(pair_dists.unsqueeze(-1).to(x.dtype)).squeeze(-1)  # (B, N, N)
             mask = mask + bias.unsqueeze(1)  # (B, 1, N, N)
+        if update_text:
+            return self.encoder.forward_both(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype))
         return self.encoder(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype), trace)
 
 
@@ -167,10 +178,13 @@ class LocalEncoder(nn.Module):
             nn.Linear(2 * POS_FEAT_SIZE, d), nn.LayerNorm(d, eps=config.layer_norm_eps))
         self.encoder = CrossModalEncoder(config)
 
-    def forward(self, txt_embeds, txt_masks, vp_embeds, pos_fts, masks, trace: Trace | None = None):
-        """vp_embeds (B, 1+V, D) with zeros at [stop]; pos_fts (B, 1+V, 14); masks (B, 1+V)."""
+    def forward(self, txt_embeds, txt_masks, vp_embeds, pos_fts, masks, trace: Trace | None = None,
+                update_text: bool = False):
+        """vp_embeds (B, 1+V, D) with zeros at [stop]; pos_fts (B, 1+V, 14); masks (B, 1+V).
+        Returns (B, 1+V, D), and with `update_text` (pretraining MLM) also the text stream."""
         x = vp_embeds + self.vp_pos_embeddings(pos_fts)
         if trace is not None:
             trace.embedding = x
-        return self.encoder(x, additive_mask(masks, x.dtype), txt_embeds,
-                            additive_mask(txt_masks, x.dtype), trace)
+        run = self.encoder.forward_both if update_text else self.encoder
+        args = (x, additive_mask(masks, x.dtype), txt_embeds, additive_mask(txt_masks, x.dtype))
+        return run(*args) if update_text else run(*args, trace)

@@ -148,11 +148,21 @@ class CrossModalLayer(nn.Module):
         self.cross_attention = AttentionBlock(config)
         self.self_attention = AttentionBlock(config)
         self.ffn = FeedForward(config)
+        if config.lang2visn_attn:
+            # Pretraining (MLM): a text-side stream that reuses the same cross-attention (LXMERT).
+            self.lang_self_attention = AttentionBlock(config)
+            self.lang_ffn = FeedForward(config)
 
     def forward(self, visual, visual_mask, text, text_mask, return_scores=False):
         visual, cross_scores = self.cross_attention(visual, text, text_mask, return_scores)
         visual, self_scores = self.self_attention(visual, visual, visual_mask, return_scores)
         return self.ffn(visual), cross_scores, self_scores
+
+    def forward_text(self, text, text_mask, visual, visual_mask) -> torch.Tensor:
+        """Text-side stream (pretraining only): text attends to the visual tokens, then to itself."""
+        text, _ = self.cross_attention(text, visual, visual_mask)
+        text, _ = self.lang_self_attention(text, text, text_mask)
+        return self.lang_ffn(text)
 
 
 class ClsPrediction(nn.Module):
