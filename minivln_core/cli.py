@@ -17,9 +17,11 @@ from minivln_core.errors import ConfigError, DataError
 COMMAND_MODULES = [
     "minivln_core.commands.pipeline",
     "minivln_core.commands.synth",
+    "minivln_core.commands.features",
     "minivln_core.commands.info",
     "minivln_core.commands.eval_trajectories",
     "minivln_core.commands.evaluate",
+    "minivln_core.commands.finetune",
 ]
 
 

@@ -66,18 +66,17 @@ def test_teacher_forcing_with_the_map_expert_reaches_every_goal(world):
     graph, episodes = world
     agent = _agent(max_steps=15)
     env = NavEnv({"grid": graph}, RandomFeatures(graph, 16), episodes, batch_size=5, max_steps=15)
+
+    def expert(state, obs):
+        return map_expert(graph, state.graph_map, obs.viewpoint, obs.episode.goal, state.graph_map.ghosts)
+
     obs = env.reset()
     states = agent.begin([o.episode.instr_encoding for o in obs])
     active, current = list(range(5)), obs
     with torch.no_grad():
         while active:
-            targets = []
-            for i, o in zip(active, current):
-                # The map must know the current node before the expert ranks its ghosts.
-                gmap = states[i].graph_map
-                ghosts = ([] if gmap is None else list(gmap.ghosts)) + [c.viewpoint for c in o.candidates]
-                targets.append(map_expert(graph, _PreviewMap(gmap, o), o.viewpoint, o.episode.goal, ghosts))
-            res = agent.step([states[i] for i in active], current, feedback="teacher", expert_targets=targets)
+            res = agent.step([states[i] for i in active], current, feedback="teacher", expert=expert)
+            assert [d.action for d in res.decisions] == res.labels.tolist()
             for i, d in zip(active, res.decisions):
                 env.decide(i)
                 env.walk(i, d.path)
@@ -87,17 +86,7 @@ def test_teacher_forcing_with_the_map_expert_reaches_every_goal(world):
             current = [env.observation(i) for i in active]
     for rec, ep in zip(env.results(), episodes):
         assert rec["trajectory"][-1][0] == ep.goal
-
-
-class _PreviewMap:
-    """Visited test for the expert before the agent has added the current node to its map."""
-
-    def __init__(self, gmap, obs):
-        self.visited = set() if gmap is None else set(gmap.visited)
-        self.visited.add(obs.viewpoint)
-
-    def is_visited(self, vp):
-        return vp in self.visited
+        assert graph.path_length([e[0] for e in rec["trajectory"]]) == pytest.approx(graph.distance(ep.start, ep.goal))
 
 
 def test_forced_stop_at_the_step_limit_and_no_step_after_stop(world):
@@ -120,12 +109,11 @@ def test_sampling_is_reproducible_with_a_generator(world):
 
     def run(seed):
         env = NavEnv({"grid": graph}, feats, episodes, batch_size=5, max_steps=6)
-        gen = torch.Generator().manual_seed(seed)
         obs = env.reset()
+        gens = [torch.Generator().manual_seed(seed * 100 + k) for k in range(len(obs))]
         states = agent.begin([o.episode.instr_encoding for o in obs])
-        actions = []
         with torch.no_grad():
-            res = agent.step(states, obs, feedback="sample", generator=gen)
+            res = agent.step(states, obs, feedback="sample", generators=gens)
             actions = [d.action for d in res.decisions]
         return actions
 

@@ -8,7 +8,7 @@ batch of episodes in progress (batch 1 on a robot).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -18,6 +18,8 @@ from minivln_core.graph.graph_map import GraphMap
 from minivln_core.models.policy import DuetPolicy, NavigationOutputs
 
 Feedback = Literal["argmax", "sample", "teacher"]
+# expert(state, observation) -> the viewpoint to go to (a global node of the updated map) or None = stop.
+Expert = Callable[["EpisodeState", object], "str | None"]
 
 
 @dataclass
@@ -51,6 +53,8 @@ class StepResult:
     decisions: list[Decision]
     outputs: NavigationOutputs
     nodes: list[list[str | None]]
+    labels: torch.Tensor | None = None  # (B,) expert's action index in `nodes` (0 = stop), if asked
+    tokens: list = field(default_factory=list)  # PanoramaTokens per item (local token layout)
 
 
 class NavigationAgent:
@@ -80,17 +84,19 @@ class NavigationAgent:
         return [EpisodeState(txt[i, : len(e)]) for i, e in enumerate(instr_encodings)]
 
     def step(self, states: Sequence[EpisodeState], observations: Sequence, feedback: Feedback = "argmax",
-             expert_targets: Sequence[str | None] | None = None,
-             generator: torch.Generator | None = None) -> StepResult:
+             expert: Expert | None = None,
+             generators: Sequence[torch.Generator] | None = None) -> StepResult:
         """Make one decision for each (state, observation) pair; updates the states' maps.
 
         feedback: 'argmax' (evaluation), 'sample' (from the fused distribution) or 'teacher'
-        (follow `expert_targets`: a viewpoint among the global nodes, or None = stop).
+        (follow `expert`). `expert(state, obs)` is asked after the map update for the target
+        viewpoint (None = stop); its answers are also returned as `labels` for training.
+        generators: one per episode for 'sample', so draws do not depend on how episodes are batched.
         """
         if len(states) != len(observations) or not states:
             raise ValueError("step() needs one observation per episode state (and at least one)")
-        if feedback == "teacher" and expert_targets is None:
-            raise ValueError("feedback='teacher' needs expert_targets")
+        if feedback == "teacher" and expert is None:
+            raise ValueError("feedback='teacher' needs an expert")
         model = self.model
         for st, obs in zip(states, observations):
             if st.done:
@@ -112,6 +118,10 @@ class NavigationAgent:
                                          observations, tokens, pano, pano_masks, txt, txt_masks)
         out = model.navigate(inputs)
         probs = torch.softmax(out.fused_logits.detach(), -1)                              # (B, N)
+        labels = None
+        if expert is not None:
+            labels = torch.tensor([_node_index(nodes[i], expert(st, obs))
+                                   for i, (st, obs) in enumerate(zip(states, observations))], device=probs.device)
         decisions = []
         for i, (st, obs, tok) in enumerate(zip(states, observations, tokens)):
             gmap = st.graph_map
@@ -120,7 +130,8 @@ class NavigationAgent:
                 start = 1 + len(tok.nav_types)
                 best = int(out.obj_logits[i, start: start + len(tok.obj_ids)].argmax())
                 gmap.set_object_prediction(obs.viewpoint, tok.obj_ids[best])
-            action = self._choose(probs[i], nodes[i], feedback, expert_targets, i, generator)
+            action = self._choose(probs[i], feedback, None if labels is None else int(labels[i]),
+                                  None if generators is None else generators[i])
             forced = st.step + 1 >= self.max_steps or not gmap.ghosts
             if action == 0 or forced:
                 # A stop returns to the visited node with the highest stop probability (DUET);
@@ -136,19 +147,26 @@ class NavigationAgent:
                                     None, nodes[i], action)
             st.step += 1
             decisions.append(decision)
-        return StepResult(decisions, out, nodes)
+        return StepResult(decisions, out, nodes, labels, tokens)
 
     @staticmethod
-    def _choose(probs: torch.Tensor, nodes: list[str | None], feedback: Feedback,
-                expert_targets, i: int, generator: torch.Generator | None) -> int:
+    def _choose(probs: torch.Tensor, feedback: Feedback, label: int | None,
+                generator: torch.Generator | None) -> int:
         if feedback == "argmax":
             return int(probs.argmax())
         if feedback == "sample":
             return int(torch.multinomial(probs, 1, generator=generator))
-        target = expert_targets[i]
-        if target not in nodes:
-            raise ValueError(f"expert target {target!r} is not a global node of the map")
+        return label
+
+
+def _node_index(nodes: list[str | None], target: str | None) -> int:
+    """Index of the expert's target among the global tokens (0 = stop)."""
+    if target is None:
+        return 0
+    try:
         return nodes.index(target)
+    except ValueError:
+        raise ValueError(f"expert target {target!r} is not a global node of the map") from None
 
 
 def _pad_text(embeds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -133,6 +133,12 @@ class NavEnv:
             for ep in episodes]
         return self.observations()
 
+    def start(self, episodes: Sequence[Episode]) -> list[Observation]:
+        """Start a batch of the given episodes (training picks its own batches; see `reset`)."""
+        if not episodes:
+            raise ValueError("start() needs at least one episode")
+        return self._start(list(episodes))
+
     def reset(self) -> list[Observation]:
         """Start the next batch (cycling through epochs); `epoch_done` tells when one has ended."""
         return self._start(self._take(self.batch_size, wrap=True))

@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from safetensors.torch import load_file, save_file
 
@@ -26,33 +27,51 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "minivln-checkpoint-v1"
 
 
-def save_pretrained(model: DuetPolicy, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write `model` to `directory` atomically (replacing an existing checkpoint there)."""
+@contextmanager
+def atomic_directory(directory: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `directory`; on success fsync its files and swap it in.
+
+    On an exception (or a kill) the temporary directory is never renamed, so `directory` keeps
+    its previous complete contents.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        # Shared storage (e.g. tied weights) is cloned so safetensors can store each tensor.
-        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_NAME))
-        info = {"format": FORMAT, "model": to_dict(model.config), "meta": meta or {},
-                "weights_bytes": (tmp / WEIGHTS_NAME).stat().st_size,
-                "num_parameters": model.num_parameters()}
-        (tmp / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n")
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
+        yield tmp
+        for path in tmp.iterdir():
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+        old = directory.with_name(f".{directory.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
         if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+
+
+def write_model_files(model, directory: Path, meta: dict[str, Any] | None = None) -> None:
+    """Write model.safetensors and config.json (with the weight size as a completeness check).
+
+    `model` is a DuetPolicy or any module with a ModelConfig `.config` (e.g. the pretraining model).
+    """
+    # Shared storage (tied weights) is cloned so safetensors can store each tensor.
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME))
+    info = {"format": FORMAT, "model": to_dict(model.config), "meta": meta or {},
+            "weights_bytes": (directory / WEIGHTS_NAME).stat().st_size,
+            "num_parameters": sum(p.numel() for p in model.parameters())}
+    (directory / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def save_pretrained(model: DuetPolicy, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write `model` to `directory` atomically (replacing an existing checkpoint there)."""
+    with atomic_directory(directory) as tmp:
+        write_model_files(model, tmp, meta)
+    return Path(directory)
 
 
 def read_checkpoint_info(directory: str | Path) -> dict[str, Any]:
@@ -108,4 +127,4 @@ def load_meta(directory: str | Path) -> dict[str, Any]:
     return dict(read_checkpoint_info(directory).get("meta", {}))
 
 
-__all__ = ["save_pretrained", "from_pretrained", "load_config", "load_meta", "read_checkpoint_info"]
+__all__ = ["atomic_directory", "write_model_files", "save_pretrained", "from_pretrained", "load_config", "load_meta", "read_checkpoint_info"]

@@ -14,6 +14,8 @@ from torch import nn
 from minivln_core.models.config import LOC_FEAT_SIZE, POS_FEAT_SIZE, ModelConfig
 from minivln_core.models.layers import BertLayer, CrossModalLayer, PreLNLayer, additive_mask
 
+POS_LAYER_NORM_EPS = 1e-5  # position-feature LayerNorms (see GlobalMapEncoder)
+
 
 @dataclass
 class Trace:
@@ -144,8 +146,10 @@ class GlobalMapEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         d = config.hidden_size
+        # [stop]'s position feature is all zeros, so this LayerNorm sees exactly its bias (zero at
+        # init): with BERT's eps 1e-12 its gradient is ~1e6. A 1e-5 eps keeps early training sane.
         self.gmap_pos_embeddings = nn.Sequential(
-            nn.Linear(POS_FEAT_SIZE, d), nn.LayerNorm(d, eps=config.layer_norm_eps))
+            nn.Linear(POS_FEAT_SIZE, d), nn.LayerNorm(d, eps=POS_LAYER_NORM_EPS))
         self.gmap_step_embeddings = nn.Embedding(config.max_action_steps, d)
         self.encoder = CrossModalEncoder(config)
         # One Linear(1, 1) maps metres to an attention bias shared by all heads and layers.
@@ -175,7 +179,7 @@ class LocalEncoder(nn.Module):
         super().__init__()
         d = config.hidden_size
         self.vp_pos_embeddings = nn.Sequential(
-            nn.Linear(2 * POS_FEAT_SIZE, d), nn.LayerNorm(d, eps=config.layer_norm_eps))
+            nn.Linear(2 * POS_FEAT_SIZE, d), nn.LayerNorm(d, eps=POS_LAYER_NORM_EPS))
         self.encoder = CrossModalEncoder(config)
 
     def forward(self, txt_embeds, txt_masks, vp_embeds, pos_fts, masks, trace: Trace | None = None,

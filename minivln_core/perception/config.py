@@ -1,0 +1,55 @@
+"""Configuration of the image feature extractor (ViT / CLIP vision tower) used by `minivln features`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from minivln_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Which vision backbone to run and how.
+
+    With `weights_dir` set, the model (and its image size) come from that local Hugging Face
+    folder and the size fields below are ignored. Without it, a ViT of the configured size is
+    built with random weights from `seed` (a smoke-test / timing baseline, never real features).
+    """
+
+    backend: Literal["vit", "clip"] = "vit"
+    weights_dir: str | None = None     # local save_pretrained folder; None = random-initialised ViT
+    # -- random-initialised fallback (defaults: ViT-B/16 at 224 px) --------------------------
+    image_size: int = 224
+    patch_size: int = 16
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    seed: int = 0
+    # -- runtime --------------------------------------------------------------------------
+    batch_size: int = 36               # images per forward pass (36 = one panorama)
+    threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
+    int8: bool = False                 # dynamic int8 quantisation of every nn.Linear (CPU)
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid key."""
+        if self.backend not in ("vit", "clip"):
+            raise ConfigError(f"config key 'backend' must be 'vit' or 'clip', got {self.backend!r}")
+        if self.weights_dir is not None and not self.weights_dir.strip():
+            raise ConfigError("config key 'weights_dir' is empty (use null for random weights)")
+        if self.backend == "clip" and self.weights_dir is None:
+            raise ConfigError("config key 'weights_dir' is required for backend 'clip' "
+                              "(the random-initialised fallback is a ViT)")
+        for key in ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads",
+                    "intermediate_size", "batch_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
+        if self.threads < 0:
+            raise ConfigError(f"config key 'threads' must be >= 0, got {self.threads}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"config key 'num_heads': {self.num_heads} does not divide hidden_size "
+                              f"{self.hidden_size}")
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"config key 'patch_size': {self.patch_size} does not divide image_size "
+                              f"{self.image_size}")

@@ -1,0 +1,199 @@
+"""Object-semantic view features for the 90 Matterport houses, built from REVERIE's BBoxes.json.
+
+No Matterport images exist on this machine, but REVERIE's box annotations say which objects are
+visible in which of the 36 views at each viewpoint. This module turns that into a drop-in view
+feature file (same HDF5 layout as DUET's ViT features, `data.features`):
+
+* every distinct object name (lower-cased, '_' -> ' ', whitespace collapsed) is embedded once
+  with all-MiniLM-L6-v2 as sentence-transformers does it: mean of the final token embeddings
+  over the attention mask, then L2-normalised -> (384,);
+* a view's vector is the mean of the embeddings of the *distinct* names visible in it (an
+  unweighted bag of names: two views that see the same set of names get identical vectors;
+  box areas are ignored because the v1 boxes are noisy), re-normalised to unit length;
+* a view with nothing annotated gets one fixed unit vector drawn from a Gaussian with seed
+  `NOTHING_SEED` (nearly orthogonal to every name embedding, identical in every file);
+* column 384 holds a per-view class target: the index (into the sorted name vocabulary saved
+  beside the file as `<out>.classes.json`) of the name with most objects in the view - ties
+  broken by larger total box area, then by name - or -1 for an empty view. The root attribute
+  `feature_dim = 384` makes readers see only the features; `logits()` returns the target.
+
+Every included viewpoint of every scan gets an entry, annotated or not.
+
+What this benchmark measures: whether an agent grounds object *names* in the instruction
+("the sink in the bathroom") to directions and graph nodes, i.e. language + topological-map
+reasoning with perfect, symbolic object detection. What it cannot measure: visual appearance
+(colour, texture, material, "the red chair"), lighting, room geometry and free space (walls,
+doors and stairs are only there if annotated as objects), spatial relations inside a view, and
+any robustness to viewpoint change or rendering in pixel space. Scores here are an upper bound
+on the perception side and say nothing about a camera pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from minivln_core.data.bboxes import ObjectAnnotation, ObjectIndex
+from minivln_core.data.connectivity import load_scan
+from minivln_core.data.features import NUM_VIEWS, feature_key, write_view_features
+from minivln_core.data.tokenizer import tokenizer_dir
+from minivln_core.errors import DataError
+from minivln_core.io_utils import atomic_write_json
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("minivln.perception")
+
+ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+EMBED_DIM = 384
+NOTHING_SEED = 36
+MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length; object names are a few tokens
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case, '_' -> ' ', collapse whitespace ("Door_Frame " -> "door frame")."""
+    return re.sub(r"\s+", " ", name.replace("_", " ")).strip().lower()
+
+
+def nothing_vector(dim: int = EMBED_DIM, seed: int = NOTHING_SEED) -> np.ndarray:
+    """The fixed unit vector (dim,) float32 of a view with no annotated object."""
+    vec = np.random.default_rng(seed).standard_normal(dim)
+    return (vec / np.linalg.norm(vec)).astype(np.float32)
+
+
+class NameEmbedder:
+    """all-MiniLM-L6-v2 sentence embeddings of short strings, loaded offline and cached per string."""
+
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 256):
+        self.model_dir = Path(model_dir) if model_dir is not None else tokenizer_dir()
+        self.batch_size = batch_size
+        self._cache: dict[str, np.ndarray] = {}
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def _load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+            self._model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True).eval()
+        except (OSError, ValueError) as exc:
+            raise DataError(self.model_dir, f"cannot load the MiniLM sentence encoder: {exc}") from None
+
+    @property
+    def dim(self) -> int:
+        """Embedding width (384)."""
+        if self._model is None:
+            self._load()
+        return int(self._model.config.hidden_size)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Mean-pooled, L2-normalised embeddings (n, 384) of a batch of strings."""
+        import torch
+
+        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        with torch.inference_mode():
+            tokens: torch.Tensor = self._model(**enc).last_hidden_state       # (n, T, 384)
+        mask = enc["attention_mask"].unsqueeze(-1).to(tokens.dtype)            # (n, T, 1)
+        pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)          # (n, 384)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy().astype(np.float32)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings (n, 384) float32 of `texts`; each distinct string is encoded once per embedder."""
+        missing = sorted({t for t in texts if t not in self._cache})
+        if missing:
+            if self._model is None:
+                self._load()
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start:start + self.batch_size]
+                for text, vec in zip(chunk, self._encode(chunk)):
+                    vec.flags.writeable = False
+                    self._cache[text] = vec
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+
+def _visible_names(objects: Mapping[str, ObjectAnnotation]) -> list[tuple[int, str, float]]:
+    """(view, normalised name, box area) for every box of every named object at a viewpoint."""
+    out = []
+    for ann in objects.values():
+        name = normalise_name(ann.name)
+        if name:
+            out.extend((ix, name, box[2] * box[3]) for ix, box in zip(ann.visible_pos, ann.bbox2d))
+    return out
+
+
+def viewpoint_features(objects: Mapping[str, ObjectAnnotation], vocab: Mapping[str, int],
+                       table: np.ndarray, nothing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """View vectors (36, D) and class targets (36,) of one viewpoint; `table` (V, D) holds vocab embeddings."""
+    counts: list[Counter[str]] = [Counter() for _ in range(NUM_VIEWS)]
+    areas: list[Counter[str]] = [Counter() for _ in range(NUM_VIEWS)]
+    for ix, name, area in _visible_names(objects):
+        counts[ix][name] += 1
+        areas[ix][name] += area
+    feats = np.tile(nothing, (NUM_VIEWS, 1))                                   # (36, D)
+    targets = np.full(NUM_VIEWS, -1.0, np.float32)                             # (36,)
+    for ix in range(NUM_VIEWS):
+        if not counts[ix]:
+            continue
+        rows = sorted(vocab[name] for name in counts[ix])
+        mean = table[rows].mean(axis=0)                                        # (D,)
+        feats[ix] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        top = min(counts[ix], key=lambda n: (-counts[ix][n], -areas[ix][n], n))
+        targets[ix] = vocab[top]
+    return feats, targets
+
+
+def classes_path(out_path: str | Path) -> Path:
+    """The sidecar JSON with the class vocabulary of a semantic store."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".classes.json")
+
+
+def build_semantic_store(bboxes_path: str | Path, connectivity_dir: str | Path, out_path: str | Path,
+                         scans: Sequence[str] | None = None, embedder: NameEmbedder | None = None,
+                         compression: str | None = None) -> dict[str, int]:
+    """Write (36, 384 + 1) semantic view features for every included viewpoint of `scans`; returns counts."""
+    index = ObjectIndex.load(bboxes_path)
+    scan_list = sorted(set(scans)) if scans is not None else index.scans()
+    if not scan_list:
+        raise DataError(bboxes_path, "no scans to build (the annotation file lists none)")
+    graphs = {scan: load_scan(connectivity_dir, scan) for scan in scan_list}
+    names = sorted({name for scan, graph in graphs.items() for vp in graph.viewpoints
+                    for _, name, _ in _visible_names(index.objects_at(scan, vp))})
+    vocab = {name: i for i, name in enumerate(names)}
+    embedder = embedder or NameEmbedder()
+    table = embedder.embed(names) if names else np.zeros((0, EMBED_DIM), np.float32)  # (V, D)
+    dim = table.shape[1] if names else embedder.dim
+    nothing = nothing_vector(dim)
+    mapping: dict[str, np.ndarray] = {}
+    stats = Counter(scans=len(graphs), names=len(names))
+    for scan, graph in graphs.items():
+        annotated = set(index.viewpoints(scan))
+        stats["annotation_viewpoints_not_included"] += len(annotated - set(graph.viewpoints))
+        for vp in graph.viewpoints:
+            feats, targets = viewpoint_features(index.objects_at(scan, vp), vocab, table, nothing)
+            mapping[feature_key(scan, vp)] = np.concatenate([feats, targets[:, None]], axis=1)  # (36, D + 1)
+            stats["viewpoints"] += 1
+            stats["views_with_objects"] += int((targets >= 0).sum())
+    if stats["annotation_viewpoints_not_included"]:
+        log.info("%d annotated viewpoints are not included in the connectivity graphs: ignored",
+                 stats["annotation_viewpoints_not_included"])
+    classes = classes_path(out_path)
+    attrs = {"feature_dim": dim, "encoder": ENCODER, "kind": "semantic",
+             "view_vector": "L2-normalised mean of the MiniLM embeddings of the distinct visible object names",
+             "nothing_seed": NOTHING_SEED, "target_column": dim, "num_classes": len(names),
+             "classes_file": classes.name}
+    atomic_write_json(classes, {"classes": names, "encoder": ENCODER})
+    write_view_features(out_path, mapping, attrs=attrs, compression=compression)
+    log.info("semantic store %s: %d scans, %d viewpoints, %d names, %d/%d views with objects", out_path,
+             stats["scans"], stats["viewpoints"], stats["names"], stats["views_with_objects"],
+             stats["viewpoints"] * NUM_VIEWS)
+    return dict(stats)

@@ -1,0 +1,123 @@
+"""Fine-tuning: a tiny iteration, SIGKILL + rerun resumes to the same weights, 2-process DDP
+equals one process with the same global batch, and checkpoints half-written are never loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from minivln_core.data.synth import SynthConfig, generate_world
+from minivln_core.train.finetune import FinetuneConfig, global_batch, run_finetune
+from minivln_core.train.state import is_complete
+
+COMMON = ["--set", "preset=tiny-student", "--set", "batch_size=4", "--set", "eval_limit=4",
+          "--set", "eval_splits=[val_unseen]", "--set", "loop.eval_every=0", "--set", "loop.log_every=1",
+          "--set", "hidden_dropout_prob=0.0", "--set", "attention_probs_dropout_prob=0.0",
+          "--set", "feat_dropout=0.0", "--set", "max_steps=6", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("world")
+    generate_world(root, SynthConfig(houses=3, paths_per_house=8, reverie_per_house=4, feature_dim=16))
+    return root
+
+
+def _env() -> dict:
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env
+
+
+def _finetune_cmd(world: Path, out: Path, steps: int, extra=()) -> list[str]:
+    return [sys.executable, "-m", "minivln_core", "finetune", "--world", str(world), "--out", str(out),
+            "--set", f"loop.steps={steps}", *COMMON, *extra]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "last" / "model.safetensors"))
+
+
+def test_global_batches_cover_epochs_and_depend_only_on_the_step():
+    a = [global_batch(10, 4, s, seed=3) for s in range(5)]
+    assert a == [global_batch(10, 4, s, seed=3) for s in range(5)]
+    first_epoch = a[0] + a[1] + a[2][:2]
+    assert sorted(first_epoch) == list(range(10))
+
+
+def test_a_tiny_finetuning_run_writes_best_last_logs_and_curves(world, tmp_path):
+    cfg = FinetuneConfig(world=str(world), preset="tiny-student", batch_size=2, eval_limit=3,
+                         eval_splits=["val_unseen"], max_steps=5)
+    cfg = FinetuneConfig(**{**cfg.__dict__, "loop": type(cfg.loop)(steps=3, eval_every=2, save_every=1)})
+    summary = run_finetune(cfg, tmp_path / "run", progress=False)
+    assert summary["steps"] == 3
+    assert is_complete(tmp_path / "run" / "last")
+    assert (tmp_path / "run" / "best" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "learning_curves.png").stat().st_size > 1000
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_unseen/spl" in r for r in rows) and any("train/loss" in r for r in rows)
+    results = sorted((tmp_path / "run" / "eval").rglob("policy_val_unseen_results.json"))
+    assert results and json.loads(results[-1].read_text())[0]["trajectory"]
+
+
+def test_sigkill_then_rerun_resumes_to_the_same_weights(world, tmp_path):
+    steps = 6
+    straight = tmp_path / "straight"
+    subprocess.run(_finetune_cmd(world, straight, steps), env=_env(), check=True, capture_output=True)
+    run = tmp_path / "killed"
+    cmd = _finetune_cmd(world, run, steps, ["--set", "loop.save_every=1"])
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        trainer = run / "last" / "trainer.json"
+        if trainer.exists() and json.loads(trainer.read_text())["step"] >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step_at_kill = json.loads((run / "last" / "trainer.json").read_text())["step"]
+    assert 2 <= step_at_kill < steps, "the run finished before it could be killed"
+    done = subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True)
+    assert f"from step {step_at_kill}" in done.stderr
+    a, b = _weights(straight), _weights(run)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_a_half_written_checkpoint_is_not_resumed(world, tmp_path):
+    run = tmp_path / "run"
+    subprocess.run(_finetune_cmd(world, run, 2), env=_env(), check=True, capture_output=True)
+    weights = run / "last" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # as if the write died
+    assert not is_complete(run / "last")
+    done = subprocess.run(_finetune_cmd(world, run, 2), env=_env(), check=True, capture_output=True, text=True)
+    assert "not a complete checkpoint" in done.stderr
+    assert is_complete(run / "last")
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun is not installed")
+def test_two_process_gloo_ddp_equals_one_process(world, tmp_path):
+    # Imitation (teacher-forced) rollouts: sampled actions would amplify float-level differences
+    # between batch shapes into different trajectories, which says nothing about gradient averaging.
+    imitation = ["--set", "train_alg=imitation"]
+    single = tmp_path / "single"
+    subprocess.run(_finetune_cmd(world, single, 3, imitation), env=_env(), check=True, capture_output=True)
+    ddp = tmp_path / "ddp"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "minivln_core", "finetune", "--world",
+           str(world), "--out", str(ddp), "--set", "loop.steps=3", *COMMON, *imitation]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _weights(single), _weights(ddp)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
