@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.info",
     "minivln_core.commands.eval_trajectories",
     "minivln_core.commands.evaluate",
+    "minivln_core.commands.pretrain",
     "minivln_core.commands.finetune",
 ]
 

@@ -130,3 +130,20 @@ def test_rollout_batch_calls_back_after_every_decision(world):
     assert seen and seen[0] == 3 and all(n >= 1 for n in seen) and len(seen) <= 4
     with pytest.raises(ValueError, match="max_steps"):
         rollout_batch(_agent(max_steps=5), env, env.reset())
+
+
+def test_reverie_objects_batched_and_single_agree(tmp_path):
+    """Items with different view counts share one batch: object tokens must line up for each."""
+    from minivln_core.data.synth import SynthConfig, generate_world
+    from minivln_core.eval.evaluate import EvalSpec, build_env
+
+    generate_world(tmp_path, SynthConfig(houses=3, paths_per_house=4, reverie_per_house=6, feature_dim=16))
+    torch.manual_seed(0)
+    model = DuetPolicy(preset("tiny-student", "reverie", image_feat_size=16)).eval()
+    runs = []
+    for batch in (6, 1):
+        env = build_env(EvalSpec(tmp_path, "reverie", "val_seen", batch, 5, limit=6))
+        runs.append(evaluate(NavigationAgent(model, max_steps=5), env, progress=False))
+    assert [r["predObjId"] for r in runs[0]] == [r["predObjId"] for r in runs[1]]
+    assert all(r["predObjId"] is not None for r in runs[0])
+    assert [r["trajectory"] for r in runs[0]] == [r["trajectory"] for r in runs[1]]

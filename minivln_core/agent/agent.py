@@ -12,7 +12,7 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
-from minivln_core.agent.inputs import navigation_batch, panorama_batch, panorama_tokens
+from minivln_core.agent.inputs import navigation_batch, object_token_start, panorama_batch, panorama_tokens
 from minivln_core.data.tokenizer import PAD_ID
 from minivln_core.graph.graph_map import GraphMap
 from minivln_core.models.policy import DuetPolicy, NavigationOutputs
@@ -55,6 +55,7 @@ class StepResult:
     nodes: list[list[str | None]]
     labels: torch.Tensor | None = None  # (B,) expert's action index in `nodes` (0 = stop), if asked
     tokens: list = field(default_factory=list)  # PanoramaTokens per item (local token layout)
+    obj_start: int = 0                          # local index of every item's first object token
 
 
 class NavigationAgent:
@@ -118,6 +119,7 @@ class NavigationAgent:
                                          observations, tokens, pano, pano_masks, txt, txt_masks)
         out = model.navigate(inputs)
         probs = torch.softmax(out.fused_logits.detach(), -1)                              # (B, N)
+        obj_start = object_token_start(tokens)
         labels = None
         if expert is not None:
             labels = torch.tensor([_node_index(nodes[i], expert(st, obs))
@@ -127,8 +129,7 @@ class NavigationAgent:
             gmap = st.graph_map
             gmap.set_stop_score(obs.viewpoint, float(probs[i, 0]))
             if out.obj_logits is not None and tok.obj_ids:
-                start = 1 + len(tok.nav_types)
-                best = int(out.obj_logits[i, start: start + len(tok.obj_ids)].argmax())
+                best = int(out.obj_logits[i, obj_start: obj_start + len(tok.obj_ids)].argmax())
                 gmap.set_object_prediction(obs.viewpoint, tok.obj_ids[best])
             action = self._choose(probs[i], feedback, None if labels is None else int(labels[i]),
                                   None if generators is None else generators[i])
@@ -147,7 +148,7 @@ class NavigationAgent:
                                     None, nodes[i], action)
             st.step += 1
             decisions.append(decision)
-        return StepResult(decisions, out, nodes, labels, tokens)
+        return StepResult(decisions, out, nodes, labels, tokens, obj_start)
 
     @staticmethod
     def _choose(probs: torch.Tensor, feedback: Feedback, label: int | None,

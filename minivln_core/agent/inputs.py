@@ -76,6 +76,31 @@ def _lengths_mask(lengths: list[int], length: int) -> torch.Tensor:
     return torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]
 
 
+def object_token_start(tokens: list[PanoramaTokens]) -> int:
+    """Local-token index of the first object of every item: objects follow the padded views.
+
+    `encode_panorama` concatenates (B, V_max) view tokens and (B, O_max) object tokens, so in the
+    local branch ([stop] first) item i's object j sits at 1 + V_max + j whatever its own V_i.
+    """
+    return 1 + max(len(t.nav_types) for t in tokens)
+
+
+def layout_panorama(rows: list[torch.Tensor], tokens: list[PanoramaTokens]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-item encoder outputs packed as (V_i + O_i, D) -> the batched layout of `encode_panorama`:
+    (B, V_max + O_max, D) with views first and objects after the padded views, and its (B, ...) mask."""
+    v_max = max(len(t.nav_types) for t in tokens)
+    o_max = max(len(t.obj_ids or []) for t in tokens)
+    out = rows[0].new_zeros(len(rows), v_max + o_max, rows[0].shape[1])
+    masks = torch.zeros(len(rows), v_max + o_max, dtype=torch.bool, device=out.device)
+    for i, (row, tok) in enumerate(zip(rows, tokens)):
+        n_v, n_o = len(tok.nav_types), len(tok.obj_ids or [])
+        out[i, :n_v] = row[:n_v]
+        out[i, v_max: v_max + n_o] = row[n_v: n_v + n_o]
+        masks[i, :n_v] = True
+        masks[i, v_max: v_max + n_o] = True
+    return out, masks
+
+
 def panorama_batch(tokens: list[PanoramaTokens], device: torch.device) -> dict[str, torch.Tensor | None]:
     """Pad a list of PanoramaTokens into the keyword arguments of `DuetPolicy.encode_panorama`."""
     v_len = [len(t.nav_types) for t in tokens]
@@ -122,6 +147,7 @@ def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list
     cand_visited = np.zeros((b, v_max), bool)
     obj_masks = np.zeros((b, v_max), bool)
     rows = []
+    obj_start = object_token_start(tokens)
     for i, (gmap, start, obs, tok) in enumerate(zip(maps, starts, observations, tokens)):
         nodes = gmap.global_nodes()
         n = 1 + len(nodes)
@@ -135,8 +161,7 @@ def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list
         visited[i, 1:n] = [v in visited_set for v in nodes]
         # Local tokens: [stop] + candidates + views (+ objects); 14-d = start rel. current ‖ candidate.
         n_cand = len(tok.cand_viewpoints)
-        vp_pos[i, : 1 + pano_masks[i].sum().item(), :7] = gmap.position_features(
-            [start], obs.viewpoint, obs.heading, obs.elevation)
+        vp_pos[i, :, :7] = gmap.position_features([start], obs.viewpoint, obs.heading, obs.elevation)
         if n_cand:
             vp_pos[i, 1: 1 + n_cand, 7:] = gmap.position_features(
                 tok.cand_viewpoints, obs.viewpoint, obs.heading, obs.elevation)
@@ -148,9 +173,8 @@ def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list
                 cand_visited[i, k] = True
             else:
                 node_cand[i, node_pos[vp]] = k
-        n_views = len(tok.nav_types)
         if tok.obj_ids:
-            obj_masks[i, 1 + n_views: 1 + n_views + len(tok.obj_ids)] = True
+            obj_masks[i, obj_start: obj_start + len(tok.obj_ids)] = True
     for i, r in enumerate(rows):
         gmap_embeds[i, 1: 1 + len(r)] = r
     vp_embeds = torch.cat([torch.zeros(b, 1, d, dtype=dtype, device=device), pano_embeds], 1)  # (B, 1+V', D)

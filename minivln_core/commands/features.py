@@ -5,6 +5,8 @@ Modes (exactly one per call):
 * ``--images DIR``: a folder of view images ``<scan>_<viewpoint>_<ix>.png|jpg`` (ix 0..35, the
   Matterport view order) encoded with a ViT / CLIP (`perception.vit`). With a classifier ViT the
   logits follow the features (DUET's 768 + 1000 columns) unless ``--no-logits``.
+* ``--world DIR``: a generated world's viewpoints, rendered as panoramas, sliced and encoded
+  (`perception.world_features`), the same path the robot's panoramas take.
 * ``--semantic``: object-name features of the Matterport houses from REVERIE's BBoxes.json
   (`perception.semantic`), needs ``--bboxes`` and ``--connectivity``.
 
@@ -70,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     for m in MODES:
         group.add_argument(m.flag, **m.options)
-    p.add_argument("--out", required=True, help="output .h5 file (written atomically)")
+    p.add_argument("--out", help="output .h5 file, written atomically (--world default: "
+                                 "<world>/features/views_vit.h5)")
     enc = p.add_argument_group("image encoder (--images)")
     enc.add_argument("--weights", help="local Hugging Face model folder (ViT or CLIP); none = RANDOM weights")
     enc.add_argument("--backend", choices=["vit", "clip"], help="model family (default vit)")
@@ -89,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch to the selected mode."""
     for m in MODES:
         if getattr(args, m.dest, None) not in (None, False):
+            if args.out is None and m.flag != "--world":
+                raise DataError("<command line>", f"{m.flag} needs --out FILE.h5")
             return m.run(args)
     raise DataError("<command line>", f"choose one of {', '.join(m.flag for m in MODES)}")
 
@@ -200,5 +205,18 @@ def run_semantic(args: argparse.Namespace) -> int:
     scans = [s.strip() for s in args.scans.split(",") if s.strip()] if args.scans else None
     stats = build_semantic_store(args.bboxes, args.connectivity, args.out, scans=scans,
                                  compression="gzip" if args.gzip else None)
+    print(", ".join(f"{k}: {v}" for k, v in stats.items()))
+    return 0
+
+
+# -- --world -----------------------------------------------------------------------------------
+@mode("--world", metavar="DIR", help="a generated world: render each viewpoint's panorama, slice it into the "
+                                     "36 views and encode them (the robot's perception path)")
+def run_world(args: argparse.Namespace) -> int:
+    """Render, slice and encode every viewpoint of a synthetic world."""
+    from minivln_core.perception.world_features import build_world_features
+
+    extractor = extractor_from_args(args)
+    stats = build_world_features(args.world, extractor, args.out)
     print(", ".join(f"{k}: {v}" for k, v in stats.items()))
     return 0

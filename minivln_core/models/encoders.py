@@ -122,10 +122,16 @@ class CrossModalEncoder(nn.Module):
         super().__init__()
         self.x_layers = nn.ModuleList(CrossModalLayer(config) for _ in range(config.num_x_layers))
 
-    def forward_both(self, visual, visual_mask, text, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """Co-attention (pretraining MLM): each layer updates both streams from the previous layer's."""
+    def forward_both(self, visual, visual_mask, text, text_mask,
+                     visual_key_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Co-attention (pretraining MLM): each layer updates both streams from the previous layer's.
+
+        visual_mask may carry a (B, 1, N, N) graph bias for the visual self-attention; text queries
+        attend to the visual tokens through `visual_key_mask` (B, 1, 1, N), the padding alone.
+        """
+        key_mask = visual_mask if visual_key_mask is None else visual_key_mask
         for layer in self.x_layers:
-            new_text = layer.forward_text(text, text_mask, visual, visual_mask)
+            new_text = layer.forward_text(text, text_mask, visual, key_mask)
             visual, _, _ = layer(visual, visual_mask, text, text_mask)
             text = new_text
         return visual, text
@@ -163,12 +169,13 @@ class GlobalMapEncoder(nn.Module):
         x = node_embeds + self.gmap_step_embeddings(step_ids) + self.gmap_pos_embeddings(pos_fts)
         if trace is not None:
             trace.embedding = x
-        mask = additive_mask(masks, x.dtype)  # (B, 1, 1, N)
+        key_mask = additive_mask(masks, x.dtype)  # (B, 1, 1, N)
+        mask = key_mask
         if self.sprel_linear is not None:
             bias = self.sprel_linear(pair_dists.unsqueeze(-1).to(x.dtype)).squeeze(-1)  # (B, N, N)
-            mask = mask + bias.unsqueeze(1)  # (B, 1, N, N)
+            mask = key_mask + bias.unsqueeze(1)  # (B, 1, N, N): the map's own self-attention only
         if update_text:
-            return self.encoder.forward_both(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype))
+            return self.encoder.forward_both(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype), key_mask)
         return self.encoder(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype), trace)
 
 

@@ -33,9 +33,8 @@ def preset(name: str, task: str = "r2r", **overrides) -> ModelConfig:
         raise ConfigError(f"unknown model preset '{name}' (choose from {', '.join(PRESETS)})")
     if task not in ("r2r", "reverie"):
         raise ConfigError(f"unknown task '{task}' (choose r2r or reverie)")
-    config = PRESETS[name]
-    if task == "reverie":
-        config = replace(config, obj_feat_size=config.image_feat_size)
-    config = replace(config, **overrides)
+    config = replace(PRESETS[name], **overrides)
+    if task == "reverie" and "obj_feat_size" not in overrides:
+        config = replace(config, obj_feat_size=config.image_feat_size)  # objects share the view encoder
     config.validate()
     return config

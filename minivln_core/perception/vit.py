@@ -196,6 +196,11 @@ class FeatureExtractor:
         return self._dim
 
     @property
+    def image_size(self) -> int:
+        """Side of the square crop the model takes (224 for ViT-B/16)."""
+        return self.prep.crop_size
+
+    @property
     def num_logits(self) -> int:
         """Number of classifier logits (1000 for an ImageNet ViT), 0 without a classifier."""
         return self._num_logits

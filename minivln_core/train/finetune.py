@@ -156,7 +156,7 @@ class FinetuneTask(nn.Module):
                 continue
             if str(ep.obj_id) not in tok.obj_ids:
                 continue
-            target = 1 + len(tok.nav_types) + tok.obj_ids.index(str(ep.obj_id))  # local token index
+            target = res.obj_start + tok.obj_ids.index(str(ep.obj_id))  # local token index
             total = total + F.cross_entropy(logits[i: i + 1], torch.tensor([target]), reduction="sum")
         return total
 

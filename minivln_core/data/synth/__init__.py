@@ -7,6 +7,6 @@ load, so the whole pipeline runs on a fresh machine without downloads.
 
 from minivln_core.data.synth.config import SynthConfig
 from minivln_core.data.synth.layout import CLASS_NAMES, House, build_house
-from minivln_core.data.synth.world import generate_world, split_houses
+from minivln_core.data.synth.world import generate_world, load_houses, split_houses
 
-__all__ = ["SynthConfig", "generate_world", "split_houses", "build_house", "House", "CLASS_NAMES"]
+__all__ = ["SynthConfig", "generate_world", "load_houses", "split_houses", "build_house", "House", "CLASS_NAMES"]

@@ -26,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from minivln_core.config import to_dict
+from minivln_core.config import from_dict, to_dict
 from minivln_core.data.connectivity import SUFFIX, ScanGraph, parse_connectivity
 from minivln_core.data.features import write_object_features, write_view_features
 from minivln_core.data.synth.config import SynthConfig
@@ -34,6 +34,7 @@ from minivln_core.data.synth.features import NUM_CLASSES, class_embeddings, hous
 from minivln_core.data.synth.instructions import InstructionWriter, path_candidates, reverie_goals
 from minivln_core.data.synth.layout import CLASS_NAMES, House, build_house
 from minivln_core.data.synth.visibility import bboxes_entries, house_sightings
+from minivln_core.errors import DataError
 from minivln_core.io_utils import atomic_write_text
 
 SPLITS = ("train", "val_seen", "val_unseen")
@@ -202,3 +203,19 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None) -> di
              "class_names": list(CLASS_NAMES), "counts": counts}
     atomic_write_text(out / "world.json", _dump(world, indent=2))
     return {"out_dir": str(out), "seed": cfg.seed, **counts}
+
+
+def load_houses(world_root: str | Path) -> dict[str, House]:
+    """Rebuild the houses of a generated world from its world.json (scan id -> House)."""
+    path = Path(world_root) / "world.json"
+    try:
+        world = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "not a generated world (no world.json); make one with `minivln synth`") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg})") from None
+    if world.get("format") != FORMAT:
+        raise DataError(path, f"format is {world.get('format')!r}, expected {FORMAT!r}", field="format")
+    cfg = from_dict(SynthConfig, world["config"])
+    houses = [build_house(cfg, i) for i in range(cfg.houses)]
+    return {h.scan: h for h in houses}
