@@ -75,6 +75,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
         return float(value)
@@ -185,10 +190,22 @@ def build_config(
             obj = from_dict(cls, read_yaml(yaml_path), base=obj)
         except ConfigError as exc:
             raise ConfigError(f"{yaml_path}: {exc}") from None
-    for text in overrides:
+    merged: dict[str, Any] = {}
+    for text in overrides:  # merged first so validation sees the final values, not each step
         key, value = parse_override(text)
-        obj = from_dict(cls, nest(key, value), base=obj)
+        _deep_merge(merged, nest(key, value))
+    if merged:
+        obj = from_dict(cls, merged, base=obj)
     return obj
+
+
+def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Merge `other` into `into` recursively; later values win."""
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:

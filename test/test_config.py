@@ -55,6 +55,7 @@ def test_wrong_type_is_named(override, key):
 def test_int_widens_to_float_and_optional_accepts_null():
     cfg = build_config(Run, overrides=["optim.lr=1", "fusion=null"])
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float) and cfg.fusion is None
+    assert build_config(Run, overrides=["optim.lr=5e-4"]).optim.lr == 5e-4  # YAML reads this as a string
 
 
 def test_model_config_validation_and_literal():
@@ -73,3 +74,10 @@ def test_bad_override_syntax_and_round_trip(tmp_path):
     save_yaml(cfg, tmp_path / "resolved.yaml")
     assert build_config(Run, yaml_path=tmp_path / "resolved.yaml") == cfg
     assert to_dict(cfg)["optim"]["betas"] == [0.9, 0.98]
+
+
+def test_overrides_are_validated_together():
+    # Each alone would be inconsistent (heads must divide the width); together they are fine.
+    cfg = build_config(ModelConfig, base=preset("tiny-student"),
+                       overrides=["hidden_size=36", "num_attention_heads=6"])
+    assert cfg.hidden_size == 36 and cfg.num_attention_heads == 6

@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import json
 
-
 from minivln_core.cli import main
 
 TINY = ["--set", "world.houses=3", "--set", "world.paths_per_house=6", "--set", "world.reverie_per_house=4",
-        "--set", "world.feature_dim=32", "--set", "eval_limit=6", "--set", "teacher_preset=tiny-teacher",
-        "--set", "student_preset=tiny-student"]
+        "--set", "world.feature_dim=16", "--set", "eval_limit=4", "--set", "teacher_preset=tiny-teacher",
+        "--set", "student_preset=tiny-student", "--set", "extractor.image_size=32", "--set", "extractor.hidden_size=16",
+        "--set", "extractor.num_layers=1", "--set", "extractor.num_heads=2", "--set", "extractor.intermediate_size=32",
+        "--set", "pretrain.loop.steps=2", "--set", "pretrain.batch_size=2", "--set", "pretrain.eval_limit=2",
+        "--set", "finetune.loop.steps=2", "--set", "finetune.batch_size=2", "--set", "finetune.eval_limit=2",
+        "--set", "max_steps=5", "--quiet"]
 
 
-def test_pipeline_writes_a_report_with_expert_and_policies(tmp_path, capsys):
+def test_pipeline_writes_a_report_and_resumes(tmp_path, capsys):
     assert main(["pipeline", "--out", str(tmp_path), *TINY]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     rows = report["results"]
-    assert [r["split"] for r in rows] == ["val_seen"] * 3 + ["val_unseen"] * 3
+    assert report["features"] == "views_vit"
+    assert [r["split"] for r in rows] == ["val_seen"] * 4 + ["val_unseen"] * 4
+    policies = [r["policy"] for r in rows[:4]]
+    assert policies == ["shortest-path expert", "random walk", "teacher tiny-teacher", "student tiny-student (untrained)"]
     for r in rows:
-        assert r["num_episodes"] == 6
+        assert r["num_episodes"] == 4
         if r["policy"] == "shortest-path expert":
             assert r["sr"] == 100.0 and r["spl"] == 100.0
-    assert (tmp_path / "report.md").read_text().startswith("# MiniVLN main job")
-    assert (tmp_path / "eval" / "student-untrained_val_unseen_results.json").exists()
+    assert (tmp_path / "report.png").stat().st_size > 1000
+    assert (tmp_path / "teacher" / "pretrain" / "policy" / "model.safetensors").exists()
+    assert (tmp_path / "teacher" / "finetune" / "best" / "model.safetensors").exists()
     assert "| shortest-path expert | val_unseen |" in capsys.readouterr().out
-    # A second run reuses the world generated from the same config.
-    stamp = (tmp_path / "world" / "world.json").stat().st_mtime_ns
+    # A second run reuses the world and the features and resumes (finished) training.
+    stamps = [(tmp_path / p).stat().st_mtime_ns for p in ("world/world.json", "world/features/views_vit.h5")]
     assert main(["pipeline", "--out", str(tmp_path), *TINY]) == 0
-    assert (tmp_path / "world" / "world.json").stat().st_mtime_ns == stamp
+    assert stamps == [(tmp_path / p).stat().st_mtime_ns for p in ("world/world.json", "world/features/views_vit.h5")]
 
 
 def test_pipeline_rejects_unknown_keys(tmp_path, capsys):

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--world", required=True, help="world folder (connectivity/, annotations/, features/)")
     p.add_argument("--task", choices=["r2r", "reverie"], default="r2r")
     p.add_argument("--split", default="val_unseen")
+    p.add_argument("--features", default="views", help="view-feature file <world>/features/<NAME>.h5")
     p.add_argument("--out", default="runs/evaluate", help="output folder")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-steps", type=int, default=15, help="decisions per episode (the last one stops)")
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = EvalSpec(Path(args.world), args.task, args.split, args.batch_size, args.max_steps, args.limit)
+    spec = EvalSpec(Path(args.world), args.task, args.split, args.batch_size, args.max_steps, args.limit,
+                    args.features)
     out = Path(args.out)
     if args.expert:
         name, metrics = "expert", evaluate_expert(spec, out)

@@ -1,8 +1,12 @@
 """`minivln pipeline`: the main job on the embedded default world.
 
-generate the synthetic world -> score the shortest-path expert (upper bound) -> evaluate the
-teacher and student policies on the validation splits -> write report.json / report.md.
-Later stages (training, distillation) plug in before the evaluation.
+generate the synthetic world -> render and encode its panoramas (ViT) -> pretrain and fine-tune
+the teacher -> evaluate the expert (ceiling), a random walk (floor), the teacher and an untrained
+student on the validation splits -> report.json, report.md and a bar chart.
+
+Every stage writes into the run folder and is resumable: rerunning the command after an
+interruption continues where it stopped (finished stages are skipped, training resumes from its
+last checkpoint).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,11 +24,24 @@ import torch
 from minivln_core.config import build_config, save_yaml, to_dict
 from minivln_core.data.synth.config import SynthConfig
 from minivln_core.data.world import WorldPaths
-from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy
-from minivln_core.io_utils import atomic_write_json, atomic_write_text
+from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy, evaluate_random_walk
+from minivln_core.eval.report import render_table, write_report
 from minivln_core.models import DuetPolicy, preset
+from minivln_core.models.checkpoint import from_pretrained
+from minivln_core.perception.config import ExtractorConfig
+from minivln_core.train.finetune import FinetuneConfig, run_finetune
+from minivln_core.train.optim import OptimConfig
+from minivln_core.train.pretrain import PretrainConfig, run_pretrain
+from minivln_core.train.trainer import LoopConfig
 
 log = logging.getLogger("minivln.pipeline")
+
+
+def _default_extractor() -> ExtractorConfig:
+    # A small seeded random ViT: the embedded world has no pretrained weights to load, and a
+    # 4-layer 192-wide ViT on 112 px crops encodes a viewpoint's 36 views in about 0.2 s.
+    return ExtractorConfig(image_size=112, patch_size=16, hidden_size=192, num_layers=4, num_heads=3,
+                           intermediate_size=768, seed=0)
 
 
 @dataclass(frozen=True)
@@ -32,11 +49,19 @@ class PipelineConfig:
     """The main job's settings (YAML overrides via --config, single keys via --set)."""
 
     world: SynthConfig = field(default_factory=SynthConfig)   # the generated world
+    features: Literal["vit", "semantic"] = "vit"              # rendered panoramas + ViT, or the semantic store
+    extractor: ExtractorConfig = field(default_factory=_default_extractor)
     task: Literal["r2r", "reverie"] = "r2r"
     splits: list[str] = field(default_factory=lambda: ["val_seen", "val_unseen"])
     teacher_preset: str = "duet-small"                        # CPU-sized teacher (9/2/4 layers)
     student_preset: str = "minivln-small"                     # CPU-sized student (3/1/2 layers)
-    batch_size: int = 8
+    pretrain_teacher: bool = True                             # SAP/MLM/MRC pretraining before fine-tuning
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(
+        loop=LoopConfig(steps=300, eval_every=150, save_every=50)))
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(
+        optim=OptimConfig(lr=2e-4, warmup_steps=20, grad_clip=40.0, schedule="constant"),
+        loop=LoopConfig(steps=300, eval_every=100, save_every=50), eval_limit=100))
+    batch_size: int = 16                                      # evaluation batch
     max_steps: int = 15                                       # decisions per episode
     eval_limit: int = 0                                       # instructions per split (0 = all)
     seed: int = 0
@@ -44,63 +69,97 @@ class PipelineConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pipeline", help="the main job: synthetic world -> expert, teacher, student evaluation",
-                       description="Run the main job on the embedded default world and write report.json and "
-                                   "report.md in --out.")
+    p = sub.add_parser("pipeline", help="the main job: world -> features -> teacher -> evaluation report",
+                       description="Run the main job on the embedded default world and write report.json, "
+                                   "report.md and report.png in --out. Rerun to resume.")
     p.add_argument("--out", default="runs/main", help="run folder")
     p.add_argument("--config", help="YAML file with overrides of the pipeline config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
-def _world(out: Path, config: SynthConfig) -> WorldPaths:
+def _stamp_matches(path: Path, key: str, value: Any) -> bool:
+    try:
+        return json.loads(path.read_text()).get(key) == value
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def make_world(out: Path, config: SynthConfig) -> WorldPaths:
     """Generate the world unless the folder already holds one made from the same config."""
     from minivln_core.data.synth.world import generate_world
 
     root = out / "world"
-    stamp = root / "world.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("config") == to_dict(config):
+    if _stamp_matches(root / "world.json", "config", to_dict(config)):
         log.info("world %s is up to date", root)
     else:
         started = time.perf_counter()
-        summary = generate_world(root, config)
-        log.info("generated world in %.1f s: %s", time.perf_counter() - started, summary)
+        generate_world(root, config)
+        log.info("generated world in %.1f s", time.perf_counter() - started)
     return WorldPaths(root).check()
+
+
+def make_features(paths: WorldPaths, config: PipelineConfig, progress: bool) -> str:
+    """The view-feature file name the policies use; renders and encodes it when needed."""
+    if config.features == "semantic":
+        return "views"
+    from minivln_core.perception.vit import FeatureExtractor
+    from minivln_core.perception.world_features import build_world_features
+
+    name, stamp = "views_vit", paths.root / "features" / "views_vit.json"
+    wanted = to_dict(config.extractor)
+    if not (_stamp_matches(stamp, "extractor", wanted) and (paths.root / "features" / f"{name}.h5").exists()):
+        summary = build_world_features(paths.root, FeatureExtractor(config.extractor), progress=progress)
+        stamp.write_text(json.dumps({"extractor": wanted, **summary}, indent=2))
+    return name
+
+
+def train_teacher(out: Path, paths: WorldPaths, features: str, config: PipelineConfig, progress: bool) -> Path:
+    """Pretrain (optional) and fine-tune the teacher; returns its best checkpoint."""
+    common = dict(world=str(paths.root), features=features, task=config.task, preset=config.teacher_preset)
+    init = None
+    if config.pretrain_teacher:
+        pre = replace(config.pretrain, **common)
+        run_pretrain(pre, out / "teacher" / "pretrain", progress=progress)
+        init = str(out / "teacher" / "pretrain" / "policy")
+    ft = replace(config.finetune, init=init, max_steps=config.max_steps, **common)
+    run_finetune(ft, out / "teacher" / "finetune", meta={"role": "teacher"}, progress=progress)
+    return out / "teacher" / "finetune" / "best"
 
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(PipelineConfig, yaml_path=args.config, overrides=args.set)
     if config.threads:
         torch.set_num_threads(config.threads)
+    progress = not args.quiet
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(config, out / "config.yaml")
-    paths = _world(out, config.world)
+    started = time.perf_counter()
+    paths = make_world(out, config.world)
+    features = make_features(paths, config, progress)
+    teacher_dir = train_teacher(out, paths, features, config, progress)
+    teacher = from_pretrained(teacher_dir)
+    torch.manual_seed(config.seed)
+    feature_dim = teacher.config.image_feat_size
+    student = DuetPolicy(preset(config.student_preset, config.task, image_feat_size=feature_dim)).eval()
     rows: list[dict[str, Any]] = []
     for split in config.splits:
-        spec = EvalSpec(paths.root, config.task, split, config.batch_size, config.max_steps, config.eval_limit)
-        rows.append({"policy": "shortest-path expert", "split": split, "params": 0,
-                     **evaluate_expert(spec, out / "eval")})
-        for role, name in (("teacher", config.teacher_preset), ("student", config.student_preset)):
-            torch.manual_seed(config.seed)
-            model = DuetPolicy(preset(name, config.task, image_feat_size=config.world.feature_dim)).eval()
-            metrics = evaluate_policy(model, spec, out / "eval", f"{role}-untrained")
-            rows.append({"policy": f"{role} {name} (untrained)", "split": split,
-                         "params": model.num_parameters(), **metrics})
-    report = {"config": to_dict(config), "world": str(paths.root), "results": rows}
-    atomic_write_json(out / "report.json", report)
-    table = render_table(rows)
-    atomic_write_text(out / "report.md", "# MiniVLN main job\n\n" + table + "\n")
-    print(table)
-    print(f"\nreport: {out / 'report.json'} and {out / 'report.md'}")
+        spec = EvalSpec(paths.root, config.task, split, config.batch_size, config.max_steps, config.eval_limit,
+                        features)
+        evals = out / "eval"
+        rows.append({"policy": "shortest-path expert", "split": split, "params": 0, **evaluate_expert(spec, evals)})
+        rows.append({"policy": "random walk", "split": split, "params": 0,
+                     **evaluate_random_walk(spec, evals, config.seed)})
+        rows.append({"policy": f"teacher {config.teacher_preset}", "split": split,
+                     "params": teacher.num_parameters(), **evaluate_policy(teacher, spec, evals, "teacher", progress)})
+        rows.append({"policy": f"student {config.student_preset} (untrained)", "split": split,
+                     "params": student.num_parameters(),
+                     **evaluate_policy(student, spec, evals, "student-untrained", progress)})
+    minutes = (time.perf_counter() - started) / 60
+    write_report(out, "MiniVLN main job", rows, {"config": to_dict(config), "world": str(paths.root),
+                                                 "features": features, "minutes": round(minutes, 2)})
+    print(render_table(rows))
+    print(f"\n{minutes:.1f} min; report: {out / 'report.md'} (+ report.json, report.png)")
     return 0
-
-
-def render_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of SR / SPL / nDTW / NE per policy and split."""
-    lines = ["| policy | split | params | episodes | SR | SPL | nDTW | NE (m) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['policy']} | {r['split']} | {r['params']:,} | {int(r['num_episodes'])} | "
-                     f"{r['sr']:.1f} | {r['spl']:.1f} | {r['ndtw']:.1f} | {r['ne']:.2f} |")
-    return "\n".join(lines)

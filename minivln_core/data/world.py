@@ -4,6 +4,7 @@
     <world>/annotations/R2R_<split>.json, REVERIE_<split>.json       R2R / REVERIE format
     <world>/annotations/BBoxes.json                                  DUET's merged object boxes
     <world>/features/views.h5                                        (36, D) per "<scan>_<vp>"
+    <world>/features/views_vit.h5                                    the same from rendered panoramas
     <world>/features/objects.h5                                      objects per "<scan>_<vp>"
 
 Real data can be arranged the same way, or each path given explicitly.
@@ -26,6 +27,7 @@ class WorldPaths:
     """Where one world's files are."""
 
     root: Path
+    features: str = "views"      # which view-feature file: features/<features>.h5
 
     @property
     def connectivity(self) -> Path:
@@ -44,7 +46,7 @@ class WorldPaths:
 
     @property
     def view_features(self) -> Path:
-        return self.root / "features" / "views.h5"
+        return self.root / "features" / f"{self.features}.h5"
 
     @property
     def object_features(self) -> Path:
@@ -54,7 +56,9 @@ class WorldPaths:
         """Raise a DataError naming the first missing part of the world folder."""
         for path in (self.root, self.connectivity, self.view_features):
             if not path.exists():
-                raise DataError(path, "missing from the world folder (generate one with `minivln synth --out DIR`)")
+                hint = ("`minivln features --world DIR`" if path == self.view_features and self.features != "views"
+                        else "`minivln synth --out DIR`")
+                raise DataError(path, f"missing from the world folder (make it with {hint})")
         return self
 
 

@@ -15,7 +15,9 @@ from minivln_core.agent.rollout import evaluate as rollout_all
 from minivln_core.data.features import ObjectFeatureStore, ViewFeatureStore
 from minivln_core.data.world import WorldPaths, load_episodes, load_graphs_for
 from minivln_core.env.expert import run_expert
+from minivln_core.eval.baselines import run_random_walk
 from minivln_core.env.nav_env import NavEnv
+from minivln_core.eval.ablations import Ablation, ablate_episodes, ablate_features
 from minivln_core.errors import DataError
 from minivln_core.eval.trajectories import score_results_detailed, write_results
 from minivln_core.io_utils import atomic_write_json
@@ -32,11 +34,13 @@ class EvalSpec:
     batch_size: int = 8
     max_steps: int = 15
     limit: int = 0           # evaluate only the first `limit` instructions (0 = all)
+    features: str = "views"  # view-feature file features/<features>.h5 of the world
+    ablation: Ablation = "none"  # "blind" (zero view features) or "no_language" (empty instructions)
 
 
 def build_env(spec: EvalSpec, episodes=None) -> NavEnv:
     """NavEnv over the split's episodes, graphs and feature stores."""
-    paths = WorldPaths(Path(spec.world)).check()
+    paths = WorldPaths(Path(spec.world), spec.features).check()
     if episodes is None:
         episodes = load_episodes(paths, spec.task, spec.split)
         if spec.limit:
@@ -48,7 +52,9 @@ def build_env(spec: EvalSpec, episodes=None) -> NavEnv:
         if not paths.object_features.exists():
             raise DataError(paths.object_features, "REVERIE evaluation needs object features")
         objects = ObjectFeatureStore(paths.object_features)
-    return NavEnv(load_graphs_for(paths, episodes), ViewFeatureStore(paths.view_features), episodes,
+    episodes = ablate_episodes(list(episodes), spec.ablation)
+    features = ablate_features(ViewFeatureStore(paths.view_features), spec.ablation)
+    return NavEnv(load_graphs_for(paths, episodes), features, episodes,
                   batch_size=spec.batch_size, max_steps=spec.max_steps, objects=objects)
 
 
@@ -75,12 +81,17 @@ def evaluate_policy(model: DuetPolicy, spec: EvalSpec, out_dir: Path, name: str,
     env = build_env(spec)
     feat_dim = env.features.get(env.episodes[0].scan, env.episodes[0].start).shape[1]
     if feat_dim != model.config.image_feat_size:
-        raise DataError(WorldPaths(Path(spec.world)).view_features,
+        raise DataError(WorldPaths(Path(spec.world), spec.features).view_features,
                         f"view features have {feat_dim} columns but the model expects image_feat_size="
                         f"{model.config.image_feat_size}")
     agent = NavigationAgent(model, max_steps=spec.max_steps)
     records = rollout_all(agent, env, desc=f"{name} {spec.split}", progress=progress)
     return score(spec, records, out_dir, name)
+
+
+def evaluate_random_walk(spec: EvalSpec, out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """A random walk of 4-7 hops (the floor a trained policy must clearly beat)."""
+    return score(spec, run_random_walk(build_env(spec), seed), out_dir, "random")
 
 
 def evaluate_expert(spec: EvalSpec, out_dir: Path) -> dict[str, Any]:

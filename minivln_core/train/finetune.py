@@ -39,6 +39,8 @@ class FinetuneConfig:
     """Fine-tuning settings; YAML files hold overrides only."""
 
     world: str = "runs/main/world"          # world folder (see `minivln synth`)
+    features: str = "views"                 # view features: <world>/features/<features>.h5
+    ablation: Literal["none", "blind", "no_language"] = "none"  # train and evaluate without vision / language
     task: Literal["r2r", "reverie"] = "r2r"
     preset: str = "duet-small"              # model size when no init checkpoint is given
     init: str | None = None                 # policy checkpoint to start from (e.g. pretraining's policy/)
@@ -183,10 +185,12 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, extra_loss=None, meta: dict
     info = D.init_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    paths = WorldPaths(Path(cfg.world)).check()
+    paths = WorldPaths(Path(cfg.world), cfg.features).check()
     episodes = load_episodes(paths, cfg.task, "train")
-    train_spec = EvalSpec(paths.root, cfg.task, "train", cfg.batch_size // max(info.world_size, 1), cfg.max_steps)
+    train_spec = EvalSpec(paths.root, cfg.task, "train", cfg.batch_size // max(info.world_size, 1), cfg.max_steps,
+                          features=cfg.features, ablation=cfg.ablation)
     env = build_env(train_spec, episodes)
+    episodes = env.episodes  # with the ablation applied
     feature_dim = env.features.get(episodes[0].scan, episodes[0].start).shape[1]
     torch.manual_seed(cfg.loop.seed)
     policy = build_policy(cfg, feature_dim)
@@ -197,7 +201,8 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, extra_loss=None, meta: dict
     def evaluate(step: int) -> tuple[dict[str, float], float | None]:
         metrics: dict[str, float] = {}
         for split in cfg.eval_splits:
-            spec = EvalSpec(paths.root, cfg.task, split, cfg.eval_batch_size, cfg.max_steps, cfg.eval_limit)
+            spec = EvalSpec(paths.root, cfg.task, split, cfg.eval_batch_size, cfg.max_steps, cfg.eval_limit,
+                            cfg.features, cfg.ablation)
             result = evaluate_policy(policy, spec, run_dir / "eval" / f"step{step:06d}", "policy", progress=False)
             metrics.update({f"{split}/{k}": v for k, v in result.items()})
         score = metrics.get(f"{cfg.best_split}/{cfg.best_metric}")

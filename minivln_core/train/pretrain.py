@@ -61,6 +61,7 @@ class PretrainConfig:
     """Pretraining settings; YAML files hold overrides only."""
 
     world: str = "runs/main/world"          # world folder (see `minivln synth`)
+    features: str = "views"                 # view features: <world>/features/<features>.h5
     task: Literal["r2r", "reverie"] = "r2r"
     preset: str = "duet-small"              # model size (image/object feature sizes come from the world)
     mix_ratio: MixRatio = field(default_factory=MixRatio)
@@ -159,7 +160,7 @@ def build_pretrain_model(cfg: PretrainConfig, env: NavEnv) -> DuetPretrainModel:
     if env.features.has_logits(sample.scan, sample.start):
         classes = env.features.logits(sample.scan, sample.start).shape[1]
     elif "mrc" in cfg.task_weights():
-        raise DataError(WorldPaths(Path(cfg.world)).view_features,
+        raise DataError(WorldPaths(Path(cfg.world), cfg.features).view_features,
                         "no class-score columns after the features: MRC needs them (or set mix_ratio.mrc=0)")
     else:
         classes = 1
@@ -184,12 +185,12 @@ def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None
     info = D.init_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    paths = WorldPaths(Path(cfg.world)).check()
+    paths = WorldPaths(Path(cfg.world), cfg.features).check()
     for split in cfg.eval_splits:  # fail before training, not at the first evaluation
         if not paths.annotations(cfg.task, split).exists():
             raise DataError(paths.annotations(cfg.task, split), f"annotations of eval split '{split}' are missing")
     episodes = load_episodes(paths, cfg.task, "train", cfg.max_instr_len)
-    env = build_env(EvalSpec(paths.root, cfg.task, "train"), episodes)
+    env = build_env(EvalSpec(paths.root, cfg.task, "train", features=cfg.features), episodes)
     torch.manual_seed(cfg.loop.seed)
     model = build_pretrain_model(cfg, env)
     task = PretrainTask(model, cfg, episodes, env, info)
@@ -202,7 +203,7 @@ def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None
         if split not in eval_sets:
             eps = load_episodes(paths, cfg.task, split, cfg.max_instr_len)
             eps = eps[: cfg.eval_limit] if cfg.eval_limit else eps
-            eval_sets[split] = (build_env(EvalSpec(paths.root, cfg.task, split), eps), eps)
+            eval_sets[split] = (build_env(EvalSpec(paths.root, cfg.task, split, features=cfg.features), eps), eps)
         return eval_sets[split]
 
     def evaluate(step: int) -> tuple[dict[str, float], float | None]:
