@@ -51,3 +51,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any, indent: int = 2) -> None:
     """Write JSON atomically (NaN/inf are refused so files stay standard JSON)."""
     atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=False) + "\n")
+
+
+def atomic_save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG atomically (the caller closes it)."""
+
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, format="png", dpi=dpi)
+
+    atomic_write(path, write)
+    return Path(path)

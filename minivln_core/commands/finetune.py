@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
-from pathlib import Path
 
-from minivln_core.config import build_config, save_yaml
+from minivln_core.commands.training_args import add_training_args, resolve
 from minivln_core.train.finetune import FinetuneConfig, run_finetune
 
 
@@ -16,24 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Fine-tune with teacher forcing + sampled rollouts supervised by the "
                                    "shortest-path expert. Rerunning the same command resumes from OUT/last. "
                                    "Multi-process: torchrun --nproc_per_node N -m minivln_core finetune ...")
-    p.add_argument("--config", help="YAML overrides of the fine-tuning config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
+    add_training_args(p, "runs/finetune")
     p.add_argument("--init", help="policy checkpoint to start from (default: a fresh preset)")
-    p.add_argument("--world", help="world folder (overrides the config's 'world')")
-    p.add_argument("--out", default="runs/finetune", help="run folder (checkpoints, logs, curves)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = build_config(FinetuneConfig, yaml_path=args.config, overrides=args.set)
-    if args.init:
-        cfg = replace(cfg, init=args.init)
-    if args.world:
-        cfg = replace(cfg, world=args.world)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, out / "config.yaml")
+    cfg, out = resolve(args, FinetuneConfig, init=args.init)
     summary = run_finetune(cfg, out, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from minivln_core.io_utils import atomic_write, atomic_write_json, atomic_write_text
+from minivln_core.io_utils import atomic_save_figure, atomic_write_json, atomic_write_text
 
 BAR_METRICS = ("sr", "spl", "ndtw")
 
@@ -43,11 +43,7 @@ def plot_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=100)
-
-    atomic_write(path, write)
+    atomic_save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from minivln_core.agent.agent import NavigationAgent, StepResult
 from minivln_core.data.episodes import Episode
-from minivln_core.data.world import WorldPaths, load_episodes, load_graphs_for
+from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.env.expert import map_expert
 from minivln_core.eval.evaluate import EvalSpec, build_env, evaluate_policy
 from minivln_core.models import DuetPolicy, preset

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping
 
-from minivln_core.io_utils import atomic_write
+from minivln_core.io_utils import atomic_save_figure, atomic_write
 
 
 class RunLogger:
@@ -90,11 +90,7 @@ class RunLogger:
                 ax.legend(fontsize=7)
         fig.suptitle(title)
         fig.tight_layout()
-
-        def write(tmp: str) -> None:
-            fig.savefig(tmp, format="png", dpi=100)
-
-        atomic_write(path, write)
+        atomic_save_figure(fig, path)
         plt.close(fig)
         return path
 
