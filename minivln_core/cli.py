@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.evaluate",
     "minivln_core.commands.pretrain",
     "minivln_core.commands.finetune",
+    "minivln_core.commands.bench",
 ]
 
 

@@ -1,0 +1,319 @@
+"""Online navigation on a robot: panorama + pose + waypoint positions -> the agent's next goal.
+
+`OnlineNavigator` is everything the ROS node decides, without ROS: it keeps the
+`NavigationAgent` (the decision procedure `minivln eval` uses), a `CachedExtractor` keyed by place
+id (the ViT runs once per place), and a `PlaceRegistry` that turns metric positions into the place
+ids of the topological map. The node only converts messages into the arguments of
+`OnlineNavigator.decide` and its result back into messages.
+
+Frames and angles
+-----------------
+Positions are metres in the map frame (x east, y north, z up; the Matterport world frame) and
+name the panorama camera centre, like the viewpoint positions of the navigation graphs.
+Headings follow the project (`env.geometry`): radians clockwise from +y. ROS yaw is
+counter-clockwise from +x, so ``heading = pi/2 - yaw`` (`yaw_to_heading`, `heading_to_yaw`).
+
+Elevation: the training environment looks along the view through which the agent left the
+previous node (its heading *and* elevation); a robot camera does not tilt, so the navigator
+tracks that elevation itself (0 at the start, then the view row of the last hop it commanded),
+which keeps online decisions identical to offline rollouts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from minivln_core.agent.agent import Decision, EpisodeState, NavigationAgent
+from minivln_core.data.tokenizer import encode_instruction
+from minivln_core.env.geometry import (HALF_HFOV, NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS, VIEW_STEP, Candidate,
+                                       heading_elevation, wrap_angle)
+from minivln_core.errors import ConfigError, DataError
+from minivln_core.perception.config import ExtractorConfig
+from minivln_core.perception.panorama import panorama_views
+from minivln_core.perception.vit import CachedExtractor, FeatureExtractor
+
+EXTRACTOR_FILE = "extractor.json"   # extractor settings stored next to a checkpoint
+
+
+# -- angles -----------------------------------------------------------------------------------
+def yaw_to_heading(yaw: float) -> float:
+    """ROS yaw (counter-clockwise from +x) -> project heading (clockwise from +y), in (-pi, pi]."""
+    return float(wrap_angle(math.pi / 2.0 - yaw))
+
+
+def heading_to_yaw(heading: float) -> float:
+    """Project heading (clockwise from +y) -> ROS yaw (counter-clockwise from +x), in (-pi, pi]."""
+    return float(wrap_angle(math.pi / 2.0 - heading))
+
+
+def snap_heading(heading: float) -> float:
+    """Heading rounded to the 30-degree view grid, in [0, 2pi) (the training env's headings)."""
+    col = int(round(float(heading) / VIEW_STEP)) % (NUM_VIEWS // 3)
+    return float(VIEW_HEADINGS[col])
+
+
+def candidates_from_positions(origin: np.ndarray, neighbours: Mapping[str, np.ndarray]) -> list[Candidate]:
+    """Navigable candidates of a place from metric positions, with `geometry.compute_candidates`' rule.
+
+    Each neighbour is assigned to the view (within +-40 deg of heading) that minimises the angular
+    offset; the result is sorted by view index, then offset, like the offline environment.
+    """
+    ids = list(neighbours)
+    if not ids:
+        return []
+    origin = np.asarray(origin, dtype=np.float64)                                  # (3,)
+    targets = np.stack([np.asarray(neighbours[k], dtype=np.float64) for k in ids])  # (K, 3)
+    vectors = targets - origin                                                     # (K, 3)
+    heading, elevation = heading_elevation(vectors)                                # (K,), (K,)
+    heading, elevation = np.atleast_1d(heading), np.atleast_1d(elevation)
+    rel_h = wrap_angle(heading[:, None] - VIEW_HEADINGS[None, :])                  # (K, 36)
+    rel_h = np.atleast_2d(rel_h)
+    ang = np.hypot(rel_h, elevation[:, None] - VIEW_ELEVATIONS[None, :])           # (K, 36)
+    ang = np.where(np.abs(rel_h) <= HALF_HFOV + 1e-9, ang, np.inf)
+    views = np.argmin(ang, axis=1)                                                 # (K,)
+    offsets = ang[np.arange(len(ids)), views]                                      # (K,)
+    lengths = np.linalg.norm(vectors, axis=1)                                      # (K,)
+    order = np.lexsort((offsets, views))
+    return [Candidate(viewpoint=ids[k], view_index=int(views[k]), heading=float(heading[k]),
+                      elevation=float(elevation[k]), distance=float(lengths[k]), position=targets[k].copy())
+            for k in order]
+
+
+# -- places -----------------------------------------------------------------------------------
+class PlaceRegistry:
+    """Metric positions -> stable place ids: a position within `tolerance` metres of a known place is it."""
+
+    def __init__(self, tolerance: float = 0.5, prefix: str = "place"):
+        if not tolerance > 0.0:
+            raise ValueError(f"place tolerance must be > 0 metres, got {tolerance}")
+        self.tolerance = float(tolerance)
+        self.prefix = prefix
+        self._ids: list[str] = []
+        self._positions = np.zeros((0, 3), dtype=np.float64)                     # (P, 3)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def match(self, position: np.ndarray) -> str | None:
+        """The nearest known place within the tolerance, or None."""
+        if not self._ids:
+            return None
+        dist = np.linalg.norm(self._positions - _finite_position(position), axis=1)  # (P,)
+        best = int(np.argmin(dist))
+        return self._ids[best] if dist[best] <= self.tolerance else None
+
+    def resolve(self, position: np.ndarray) -> str:
+        """The matching place id, registering a new place at `position` if none matches."""
+        position = _finite_position(position)
+        found = self.match(position)
+        if found is not None:
+            return found
+        place = f"{self.prefix}{len(self._ids)}"
+        self._ids.append(place)
+        self._positions = np.concatenate([self._positions, position[None]], axis=0)
+        return place
+
+    def position(self, place: str) -> np.ndarray:
+        """Registered (first-seen) position of a place, (3,) copy."""
+        return self._positions[self._ids.index(place)].copy()
+
+
+def _finite_position(position: np.ndarray) -> np.ndarray:
+    position = np.asarray(position, dtype=np.float64)
+    if position.shape != (3,) or not np.all(np.isfinite(position)):
+        raise ValueError(f"a position must be 3 finite numbers, got {position!r}")
+    return position
+
+
+# -- observations and decisions ------------------------------------------------------------------
+@dataclass
+class OnlineObservation:
+    """What the agent reads at one place (the fields `agent.inputs` documents)."""
+
+    viewpoint: str                    # place id
+    position: np.ndarray              # (3,) registered position of the place
+    heading: float                    # robot heading, project convention
+    elevation: float                  # gaze elevation (see the module docstring)
+    view_features: np.ndarray         # (36, D) float32, world-aligned views
+    candidates: list[Candidate]       # navigable waypoints, sorted by view index
+    objects: None = None              # no object detector on the robot (R2R-style policies)
+
+
+@dataclass
+class OnlineDecision:
+    """One decision with its goal in the map frame."""
+
+    decision: Decision                # the agent's decision (target, path, stop, stop_prob, ...)
+    place: str                        # place where it was made
+    goal_place: str                   # = decision.target
+    goal_position: np.ndarray         # (3,) where to drive
+    goal_heading: float               # heading along the last hop (project convention)
+    moves: bool                       # False when the goal is the current place (a stop in place)
+    num_map_nodes: int                # visited + ghost nodes after the update
+    latency: float                    # seconds spent (perception + policy)
+    encoded: bool                     # the ViT ran (False: cached features of a known place)
+    observation: OnlineObservation = field(repr=False)
+
+
+class OnlineNavigator:
+    """Instruction text + panorama + pose + waypoints -> the agent's next goal (batch 1)."""
+
+    def __init__(self, agent: NavigationAgent, extractor: FeatureExtractor, place_tolerance: float = 0.5,
+                 max_instruction_tokens: int = 200, cache_size: int = 512):
+        self.agent = agent
+        self.extractor = CachedExtractor(extractor, cache_size)
+        self.places = PlaceRegistry(place_tolerance)
+        self.max_instruction_tokens = int(max_instruction_tokens)
+        self.instruction: str | None = None
+        self.state: EpisodeState | None = None
+        self._elevation = 0.0
+        feat = agent.model.config.image_feat_size
+        if extractor.dim != feat:
+            raise ConfigError(f"the extractor gives {extractor.dim}-d features but the checkpoint expects "
+                              f"image_feat_size={feat}: use the extractor the training features were built with")
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, extractor_config: ExtractorConfig, max_steps: int = 15,
+                        place_tolerance: float = 0.5, threads: int = 0) -> "OnlineNavigator":
+        """Load the policy with `from_pretrained` and build the extractor from `extractor_config`."""
+        from minivln_core.models.checkpoint import from_pretrained
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = from_pretrained(checkpoint)
+        extractor = FeatureExtractor(replace(extractor_config, threads=threads or extractor_config.threads))
+        return cls(NavigationAgent(model, max_steps=max_steps), extractor, place_tolerance)
+
+    # -- episode ------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """True while an episode runs (begun and not stopped)."""
+        return self.state is not None and not self.state.done
+
+    @property
+    def step(self) -> int:
+        """Decisions made in the current episode."""
+        return 0 if self.state is None else self.state.step
+
+    @property
+    def num_map_nodes(self) -> int:
+        """Nodes of the current episode's map (0 before the first decision)."""
+        return 0 if self.state is None or self.state.graph_map is None else len(self.state.graph_map)
+
+    def begin(self, instruction: str) -> None:
+        """Start an episode (preempting any running one); ValueError for an empty instruction."""
+        text = instruction.strip() if isinstance(instruction, str) else ""
+        if not text:
+            raise ValueError("the instruction is empty")
+        encoding = encode_instruction(text, self.max_instruction_tokens)
+        with torch.inference_mode():
+            self.state = self.agent.begin([encoding])[0]
+        self.instruction = text
+        self._elevation = 0.0
+
+    def cancel(self) -> None:
+        """Forget the running episode (the place registry and feature cache are kept)."""
+        self.state = None
+        self.instruction = None
+
+    # -- perception ---------------------------------------------------------------------------
+    def observe(self, panorama: np.ndarray, position: np.ndarray, heading: float,
+                waypoints: Sequence[np.ndarray]) -> tuple[OnlineObservation, bool]:
+        """Build the observation at the robot's place; returns it and whether the ViT ran."""
+        pano = np.asarray(panorama)
+        if pano.ndim != 3 or pano.shape[2] != 3 or pano.dtype != np.uint8 or pano.shape[1] != 2 * pano.shape[0]:
+            raise ValueError(f"the panorama must be an equirectangular (H, 2H, 3) uint8 RGB image, got "
+                             f"{pano.shape} {pano.dtype}")
+        if not math.isfinite(heading):
+            raise ValueError(f"the heading must be finite, got {heading}")
+        place = self.places.resolve(position)
+        neighbours: dict[str, np.ndarray] = {}
+        for wp in waypoints:
+            wp_place = self.places.resolve(wp)
+            if wp_place != place and wp_place not in neighbours:
+                neighbours[wp_place] = self.places.position(wp_place)
+        origin = self.places.position(place)
+        misses = self.extractor.misses
+        feats = self.extractor.encode_viewpoint(
+            place, lambda: panorama_views(pano, heading, self.extractor.extractor.image_size))  # (36, D)
+        obs = OnlineObservation(place, origin, float(heading), self._elevation, feats,
+                                candidates_from_positions(origin, neighbours))
+        return obs, self.extractor.misses != misses
+
+    def decide(self, panorama: np.ndarray, position: np.ndarray, heading: float,
+               waypoints: Sequence[np.ndarray]) -> OnlineDecision:
+        """One decision of the running episode from the robot's current panorama, pose and waypoints."""
+        if not self.active:
+            raise RuntimeError("no running episode: call begin(instruction) first")
+        started = time.perf_counter()
+        obs, encoded = self.observe(panorama, position, heading, waypoints)
+        gmap = self.state.graph_map
+        if gmap is not None and obs.viewpoint not in gmap:
+            raise ValueError(f"the robot is at {np.round(obs.position, 2).tolist()}, a place never seen as a "
+                             "waypoint of this episode's map: it did not arrive where it was sent")
+        with torch.inference_mode():
+            decision = self.agent.step([self.state], [obs]).decisions[0]
+        gmap = self.state.graph_map
+        goal_heading, elevation = obs.heading, self._elevation
+        if decision.path:
+            hops = [obs.viewpoint] + decision.path
+            last = candidates_from_positions(gmap.position(hops[-2]), {hops[-1]: gmap.position(hops[-1])})[0]
+            goal_heading, elevation = last.heading, float(VIEW_ELEVATIONS[last.view_index])
+        self._elevation = elevation
+        return OnlineDecision(decision, obs.viewpoint, decision.target, gmap.position(decision.target).copy(),
+                              float(goal_heading), bool(decision.path), len(gmap),
+                              time.perf_counter() - started, encoded, obs)
+
+
+# -- extractor settings ------------------------------------------------------------------------
+def save_extractor_config(checkpoint: str | Path, config: ExtractorConfig) -> Path:
+    """Write the extractor settings next to a checkpoint (read back by `load_extractor_config`)."""
+    from minivln_core.config import to_dict
+
+    path = Path(checkpoint) / EXTRACTOR_FILE
+    path.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    return path
+
+
+def load_extractor_config(checkpoint: str | Path, features_file: str | Path | None = None,
+                          weights_dir: str | None = None) -> ExtractorConfig:
+    """The extractor the training features were built with.
+
+    Read from `<checkpoint>/extractor.json`, else from the `extractor_config` attribute of a view
+    feature file (`features/views_vit.h5` of a world). `weights_dir`, when given, replaces the
+    recorded folder (the weights usually live elsewhere on the robot than on the training machine).
+    """
+    from minivln_core.config import from_dict
+
+    sidecar = Path(checkpoint) / EXTRACTOR_FILE
+    if sidecar.is_file():
+        source, text = sidecar, sidecar.read_text()
+    elif features_file:
+        import h5py
+
+        source = Path(features_file)
+        if not source.is_file():
+            raise DataError(source, "feature file does not exist (features_file)")
+        with h5py.File(source, "r") as f:
+            text = f.attrs.get("extractor_config")
+        if text is None:
+            raise DataError(source, "has no 'extractor_config' attribute (build it with `minivln features --world`)")
+    else:
+        raise DataError(sidecar, "missing: store the extractor settings next to the checkpoint "
+                                 "(save_extractor_config) or give the world's feature file (features_file)")
+    try:
+        config = from_dict(ExtractorConfig, json.loads(text))
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise DataError(source, f"invalid extractor settings ({exc})") from None
+    if weights_dir:
+        config = replace(config, weights_dir=str(weights_dir))
+    config.validate()
+    return config

@@ -1,0 +1,81 @@
+"""`minivln bench`: teacher vs student CPU decision time, side by side in one run (JSON + chart)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from minivln_core.config import build_config
+from minivln_core.eval.bench import BenchConfig, bench_extraction, bench_policies, environment_info
+from minivln_core.io_utils import atomic_save_figure, atomic_write_json
+from minivln_core.models import PRESETS, DuetPolicy, preset
+from minivln_core.models.checkpoint import from_pretrained
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="teacher vs student per-step CPU time, measured side by side",
+                       description="Time NavigationAgent.step (the code the ROS node runs) for a teacher and a "
+                                   "student on the same decisions, interleaved, plus language encoding and "
+                                   "optionally 36-view ViT extraction. Writes JSON and a bar chart.")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--teacher", help="teacher checkpoint")
+    t.add_argument("--teacher-preset", default="duet-base", choices=sorted(PRESETS))
+    s = p.add_mutually_exclusive_group()
+    s.add_argument("--student", help="student checkpoint")
+    s.add_argument("--student-preset", default="minivln", choices=sorted(PRESETS))
+    p.add_argument("--out", default="runs/bench/bench.json", help="JSON output (the chart goes beside it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="BenchConfig override: steps, warmup, min_nodes, threads, houses, seed, vit_repeats")
+    p.set_defaults(func=run)
+
+
+def _policy(checkpoint: str | None, name: str) -> DuetPolicy:
+    if checkpoint:
+        return from_pretrained(checkpoint)
+    torch.manual_seed(0)
+    return DuetPolicy(preset(name)).eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = build_config(BenchConfig, overrides=args.set)
+    teacher, student = _policy(args.teacher, args.teacher_preset), _policy(args.student, args.student_preset)
+    result = bench_policies(teacher, student, cfg)
+    if cfg.vit_repeats:
+        result["perception"] = bench_extraction(cfg.vit_repeats, cfg.threads)
+    result["teacher"]["source"] = args.teacher or args.teacher_preset
+    result["student"]["source"] = args.student or args.student_preset
+    result["machine"] = environment_info(cfg.threads)
+    out = Path(args.out)
+    atomic_write_json(out, result)
+    _chart(result, out.with_suffix(".png"))
+    t, s = result["teacher"], result["student"]
+    print(json.dumps(result, indent=2))
+    print(f"teacher {t['params'] / 1e6:.1f}M: {t['step_ms']:.1f} ms/step, student {s['params'] / 1e6:.1f}M: "
+          f"{s['step_ms']:.1f} ms/step -> {result['speedup']:.1f}x faster ({cfg.threads} threads, "
+          f"{result['machine']['cpu']})")
+    return 0
+
+
+def _chart(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    names = ["teacher", "student"]
+    step = [result[n]["step"]["median"] for n in names]
+    p90 = [result[n]["step"]["p90"] for n in names]
+    lang = [result[n]["language_ms"] for n in names]
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], step, 0.4, yerr=[[0, 0], [p - m for p, m in zip(p90, step)]], label="decision step (median, p90)")
+    ax.bar([i + 0.2 for i in x], lang, 0.4, label="language (once per episode)")
+    ax.set_xticks(list(x), [f"{n}\n{result[n]['params'] / 1e6:.1f}M" for n in names])
+    ax.set(ylabel="ms", title=f"CPU time, {result['machine']['threads']} threads: {result['speedup']:.1f}x faster")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
