@@ -56,11 +56,12 @@ class PipelineConfig:
     teacher_preset: str = "duet-small"                        # CPU-sized teacher (9/2/4 layers)
     student_preset: str = "minivln-small"                     # CPU-sized student (3/1/2 layers)
     pretrain_teacher: bool = True                             # SAP/MLM/MRC pretraining before fine-tuning
+    # Budgets sized for the README's main job on 2 cores; real experiments raise loop.steps.
     pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(
-        loop=LoopConfig(steps=300, eval_every=150, save_every=50)))
+        eval_limit=32, loop=LoopConfig(steps=200, eval_every=100, save_every=50)))
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(
-        optim=OptimConfig(lr=2e-4, warmup_steps=20, grad_clip=40.0, schedule="constant"),
-        loop=LoopConfig(steps=300, eval_every=100, save_every=50), eval_limit=100))
+        batch_size=16, optim=OptimConfig(lr=5e-4, warmup_steps=20, grad_clip=40.0, schedule="constant"),
+        loop=LoopConfig(steps=200, eval_every=100, save_every=50), eval_limit=50))
     batch_size: int = 16                                      # evaluation batch
     max_steps: int = 15                                       # decisions per episode
     eval_limit: int = 0                                       # instructions per split (0 = all)
