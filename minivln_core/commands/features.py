@@ -84,6 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sem.add_argument("--bboxes", help="REVERIE BBoxes.json (or a BBox/ folder)")
     sem.add_argument("--connectivity", help="folder of <scan>_connectivity.json")
     sem.add_argument("--scans", help="comma-separated scan ids (default: every scan in --bboxes)")
+    p.add_argument("--objects", action="store_true",
+                   help="--world: also encode each annotated object's best-view crop (REVERIE)")
     p.add_argument("--gzip", action="store_true", help="gzip-compress the datasets")
     p.set_defaults(func=run)
 
@@ -219,4 +221,9 @@ def run_world(args: argparse.Namespace) -> int:
     extractor = extractor_from_args(args)
     stats = build_world_features(args.world, extractor, args.out)
     print(", ".join(f"{k}: {v}" for k, v in stats.items()))
+    if args.objects:
+        from minivln_core.perception.world_features import build_world_object_features
+
+        stats = build_world_object_features(args.world, extractor)
+        print(", ".join(f"{k}: {v}" for k, v in stats.items()))
     return 0

@@ -106,12 +106,18 @@ def make_features(paths: WorldPaths, config: PipelineConfig, progress: bool) -> 
     if config.features == "semantic":
         return "views"
     from minivln_core.perception.vit import FeatureExtractor
-    from minivln_core.perception.world_features import build_world_features
+    from minivln_core.perception.world_features import build_world_features, build_world_object_features
 
     name, stamp = "views_vit", paths.root / "features" / "views_vit.json"
     wanted = to_dict(config.extractor)
-    if not (_stamp_matches(stamp, "extractor", wanted) and (paths.root / "features" / f"{name}.h5").exists()):
-        summary = build_world_features(paths.root, FeatureExtractor(config.extractor), progress=progress)
+    objects = config.task == "reverie"
+    done = (_stamp_matches(stamp, "extractor", wanted) and (paths.root / "features" / f"{name}.h5").exists()
+            and (not objects or WorldPaths(paths.root, name).object_features.exists()))
+    if not done:
+        extractor = FeatureExtractor(config.extractor)
+        summary = build_world_features(paths.root, extractor, progress=progress)
+        if objects:
+            summary["objects"] = build_world_object_features(paths.root, extractor)
         stamp.write_text(json.dumps({"extractor": wanted, **summary}, indent=2))
     return name
 

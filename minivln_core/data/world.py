@@ -6,6 +6,7 @@
     <world>/features/views.h5                                        (36, D) per "<scan>_<vp>"
     <world>/features/views_vit.h5                                    the same from rendered panoramas
     <world>/features/objects.h5                                      objects per "<scan>_<vp>"
+    <world>/features/objects_vit.h5                                  object crops of the rendered views
 
 Real data can be arranged the same way, or each path given explicitly.
 """
@@ -50,7 +51,8 @@ class WorldPaths:
 
     @property
     def object_features(self) -> Path:
-        return self.root / "features" / "objects.h5"
+        """The object file that goes with the view features: objects.h5, objects_vit.h5, ..."""
+        return self.root / "features" / f"{self.features.replace('views', 'objects', 1)}.h5"
 
     def check(self) -> "WorldPaths":
         """Raise a DataError naming the first missing part of the world folder."""

@@ -66,3 +66,27 @@ def build_world_features(world_root: str | Path, extractor, out: str | Path | No
     log.info("encoded %d viewpoints in %.1f s (%.1f s rendering) -> %s", len(mapping), seconds, render_s, out)
     return {"viewpoints": len(mapping), "seconds": round(seconds, 2), "render_seconds": round(render_s, 2),
             "feature_dim": extractor.dim, "out": str(out)}
+
+
+def build_world_object_features(world_root: str | Path, extractor, out: str | Path | None = None,
+                                keys: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Object features of a generated world: the extractor on each annotated object's box crop in
+    the rendered 640x480 view where it is seen best (only those views are rendered).
+    keys: (scan, viewpoint) pairs to encode (default: every annotated viewpoint)."""
+    from minivln_core.data.bboxes import ObjectIndex
+    from minivln_core.env.geometry import VIEW_ELEVATIONS, VIEW_HEADINGS
+    from minivln_core.perception.objects import build_object_features
+
+    paths = WorldPaths(Path(world_root), "views_vit")
+    out = Path(out) if out is not None else paths.object_features
+    houses = load_houses(paths.root)
+    renderers: dict[str, Renderer] = {}
+
+    def load_views(scan: str, vp: str):
+        renderer = renderers.setdefault(scan, Renderer(houses[scan]))
+        position = renderer.camera_position(vp)
+        return lambda ix: renderer.render_view(position, float(VIEW_HEADINGS[ix]), float(VIEW_ELEVATIONS[ix]))
+
+    started = time.perf_counter()
+    count = build_object_features(extractor, ObjectIndex.load(paths.bboxes), load_views, out, keys=keys)
+    return {"objects": count, "seconds": round(time.perf_counter() - started, 2), "out": str(out)}
