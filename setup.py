@@ -22,6 +22,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
+        # pip ignores setup.cfg's install_scripts: install the executables where launch_ros looks.
+        (f"lib/{PACKAGE}", ["scripts/ros/navigator", "scripts/ros/sim_robot"]),
     ],
     python_requires=">=3.10",
     # Exact pins live in requirements*.txt; torch is bounded above so pip never pulls a CUDA build.
@@ -31,6 +33,8 @@ setup(
     entry_points={
         "console_scripts": [
             "minivln = minivln_core.cli:main",
+            "navigator = minivln_ros.navigator_node:main",
+            "sim_robot = minivln_ros.sim_robot_node:main",
         ],
     },
 )

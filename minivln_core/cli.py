@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.pretrain",
     "minivln_core.commands.finetune",
     "minivln_core.commands.bench",
+    "minivln_core.commands.ros_demo",
 ]
 
 

@@ -1,0 +1,126 @@
+"""`minivln ros-demo`: sim_robot + navigator as two ROS 2 processes over DDS on localhost, end to end.
+
+For machines without `ros2 launch`: it starts `python -m minivln_ros.sim_robot_node` and
+`python -m minivln_ros.navigator_node` with the package's params files (config/*.yaml), waits for
+the simulated robot to finish its episodes and prints their scores. The core never imports
+rclpy: this command only starts subprocesses. Without --world/--checkpoint it first builds a tiny
+demo (a 2-house world, features from a random tiny ViT, a random tiny-student checkpoint): the
+robot moves, but the policy has not learned anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from minivln_core.errors import ConfigError
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ros-demo", help="run sim_robot + navigator as ROS 2 processes (DDS on localhost)",
+                       description="Start sim_robot and navigator with config/*.yaml and play episodes end to end.")
+    p.add_argument("--world", help="world folder (synth + `minivln features --world`); default: a tiny demo world")
+    p.add_argument("--checkpoint", help="checkpoint directory (with extractor.json, or the world's views_vit.h5 "
+                                        "is used); default: a random tiny-student")
+    p.add_argument("--episodes", type=int, default=1, help="episodes to play (0 = all of the split)")
+    p.add_argument("--split", default="val_unseen", help="annotation split")
+    p.add_argument("--max-steps", type=int, default=15, help="decisions per episode")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
+    p.add_argument("--workdir", help="where the tiny demo is built (default: a temporary folder)")
+    p.set_defaults(func=run)
+
+
+def build_tiny_demo(root: Path) -> tuple[Path, Path]:
+    """A 2-house world with rendered features from a random tiny ViT and a random tiny-student checkpoint."""
+    import torch
+
+    from minivln_core.agent.online import save_extractor_config
+    from minivln_core.data.synth.config import SynthConfig
+    from minivln_core.data.synth.world import generate_world
+    from minivln_core.models import DuetPolicy, preset
+    from minivln_core.models.checkpoint import save_pretrained
+    from minivln_core.perception.config import ExtractorConfig
+    from minivln_core.perception.vit import FeatureExtractor
+    from minivln_core.perception.world_features import build_world_features
+
+    world, ckpt = root / "world", root / "checkpoint"
+    extractor = ExtractorConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
+                                intermediate_size=64)
+    generate_world(world, SynthConfig(houses=2, seed=3, floors=(1, 1), rooms_per_floor=(3, 4), paths_per_house=4,
+                                      reverie_per_house=2, feature_dim=32, path_hops=(2, 4)))
+    build_world_features(world, FeatureExtractor(extractor), progress=False)
+    torch.manual_seed(0)
+    save_pretrained(DuetPolicy(preset("tiny-student", image_feat_size=extractor.hidden_size)).eval(), ckpt,
+                    meta={"note": "random weights (ros-demo)"})
+    save_extractor_config(ckpt, extractor)
+    return world, ckpt
+
+
+def ros_environment(log_dir: Path) -> dict[str, str]:
+    """Environment of the ROS processes: DDS on loopback only, the loopback Fast DDS profile, logs in log_dir."""
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(log_dir),
+               PYTHONUNBUFFERED="1")
+    profile = CONFIG / "fastdds_loopback.xml"
+    if profile.is_file():
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.world is None) != (args.checkpoint is None):
+        raise ConfigError("give both --world and --checkpoint, or neither (tiny demo)")
+    with tempfile.TemporaryDirectory(prefix="minivln-ros-demo-") as tmp:
+        root = Path(args.workdir or tmp)
+        if args.world is None:
+            print(f"[ros-demo] building a tiny demo world and random checkpoint in {root}", flush=True)
+            world, ckpt = build_tiny_demo(root)
+        else:
+            world, ckpt = Path(args.world), Path(args.checkpoint)
+        env = ros_environment(root / "roslog")
+        features = world / "features" / "views_vit.h5"
+        nav_cmd = [sys.executable, "-m", "minivln_ros.navigator_node", "--ros-args",
+                   "--params-file", str(CONFIG / "navigator.yaml"), "-p", f"checkpoint:={ckpt}",
+                   "-p", f"max_steps:={args.max_steps}"]
+        if features.is_file():
+            nav_cmd += ["-p", f"features_file:={features}"]
+        sim_cmd = [sys.executable, "-m", "minivln_ros.sim_robot_node", "--ros-args",
+                   "--params-file", str(CONFIG / "sim_robot.yaml"), "-p", f"world:={world}",
+                   "-p", f"split:={args.split}", "-p", f"num_episodes:={args.episodes}"]
+        print("[ros-demo] " + " ".join(nav_cmd), flush=True)
+        navigator = subprocess.Popen(nav_cmd, env=env)
+        print("[ros-demo] " + " ".join(sim_cmd), flush=True)
+        sim = subprocess.Popen(sim_cmd, env=env, stdout=subprocess.PIPE, text=True)
+        results = []
+        try:
+            deadline = time.monotonic() + args.timeout
+            for line in sim.stdout:  # sim_robot prints one JSON line per finished episode
+                print(line, end="", flush=True)
+                if line.startswith("{"):
+                    results.append(json.loads(line))
+                if time.monotonic() > deadline or navigator.poll() is not None:
+                    break
+            code = sim.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            code = 1
+        finally:
+            for proc in (sim, navigator):
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+        if navigator.returncode not in (0, None, -15) or code != 0 or not results:
+            print(f"[ros-demo] failed (sim_robot exit {code}, navigator exit {navigator.returncode})", file=sys.stderr)
+            return 1
+        done = sum(r["success"] for r in results)
+        print(f"[ros-demo] {len(results)} episode(s), {done} success(es)")
+        return 0

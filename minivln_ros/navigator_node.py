@@ -1,0 +1,273 @@
+"""The navigator node: instruction + panorama + waypoints + pose -> goal_pose, via the core agent.
+
+Every decision is `minivln_core.agent.online.OnlineNavigator.decide`, i.e. `NavigationAgent.step`,
+the code `minivln eval` runs; this file only converts messages, sequences decisions and reports.
+
+Sequencing: a decision is made when an episode runs, the robot pose is within
+`arrival_tolerance` of the last goal (no goal before the first decision), and a panorama and a
+waypoint set stamped after that goal was sent (after the instruction minus `max_data_age` for the
+first decision) and not older than `max_data_age` have arrived. Decisions run in a timer on a
+single-threaded executor, so callbacks never race; a new instruction preempts the episode.
+
+Bad input never stops the node: each kind of problem is logged once (with what was wrong) and
+the message is dropped.
+
+Run: `python -m minivln_ros.navigator_node --ros-args --params-file config/navigator.yaml`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+import rclpy.executors
+import rclpy.logging
+from geometry_msgs.msg import PoseArray, PoseStamped
+from minivln_interfaces.msg import NavigatorStatus
+from nav_msgs.msg import Odometry, Path
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
+
+from minivln_core.agent.online import OnlineNavigator, load_extractor_config
+from minivln_ros.conversions import (InputError, panorama_from_compressed, panorama_from_image, pose_stamped,
+                                     robot_pose_from_odometry, stamp_seconds, waypoints_from_pose_array)
+from minivln_ros.markers import graph_markers
+from minivln_ros.params import NAVIGATOR, NavigatorParams, ParamError, declare, validate_navigator
+
+STATE_NAMES = {NavigatorStatus.STATE_IDLE: "idle", NavigatorStatus.STATE_NAVIGATING: "navigating",
+               NavigatorStatus.STATE_ARRIVED: "arrived", NavigatorStatus.STATE_FAILED: "failed"}
+
+
+@dataclass
+class Stamped:
+    """A converted input with its header stamp (seconds)."""
+
+    value: object
+    stamp: float
+
+
+class NavigatorNode(Node):
+    """Subscribes to the robot's inputs, runs OnlineNavigator, publishes goals, status, path and markers."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("navigator", **kwargs)
+        self.p: NavigatorParams = declare(self, NAVIGATOR, NavigatorParams)
+        validate_navigator(self.p)
+        p = self.p
+        extractor = load_extractor_config(p.checkpoint, p.features_file or None, p.vit_weights_dir or None)
+        self.navigator = OnlineNavigator.from_checkpoint(p.checkpoint, extractor, max_steps=p.max_steps,
+                                                         place_tolerance=p.place_tolerance, threads=p.threads)
+        self._reported: set[str] = set()
+        self._pano: Stamped | None = None
+        self._waypoints: Stamped | None = None
+        self._pose: Stamped | None = None
+        self._episode = 0
+        self._state = NavigatorStatus.STATE_IDLE
+        self._message = ""
+        self._goal: np.ndarray | None = None
+        self._goal_sent = 0.0
+        self._not_before = 0.0          # inputs must be stamped after this (seconds)
+        self._final = False             # the pending goal is the stop node
+        self._stop_prob = math.nan
+        self._latency = 0.0
+        self._path = Path(header=Header(frame_id=p.map_frame))
+        qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        instr_qos = QoSProfile(depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE,
+                               durability=(DurabilityPolicy.TRANSIENT_LOCAL if p.instruction_transient_local
+                                           else DurabilityPolicy.VOLATILE))
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(String, p.instruction_topic, self._on_instruction, instr_qos)
+        self.create_subscription(Image, p.panorama_topic, self._on_image, qos)
+        self.create_subscription(CompressedImage, p.compressed_panorama_topic, self._on_compressed, qos)
+        self.create_subscription(PoseArray, p.waypoints_topic, self._on_waypoints, qos)
+        self.create_subscription(Odometry, p.odom_topic, self._on_odom, qos)
+        self.goal_pub = self.create_publisher(PoseStamped, p.goal_topic, qos)
+        self.status_pub = self.create_publisher(NavigatorStatus, p.status_topic, latched)
+        self.path_pub = self.create_publisher(Path, p.path_topic, latched)
+        self.markers_pub = self.create_publisher(MarkerArray, p.markers_topic, latched)
+        self.create_timer(0.05, self._tick)
+        self._publish_status()
+        self.get_logger().info(f"ready: checkpoint {p.checkpoint}, extractor {extractor.backend} "
+                               f"{'(random weights)' if extractor.weights_dir is None else extractor.weights_dir}")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _drop(self, err: InputError) -> None:
+        """Log a dropped input; each kind of problem once (then at debug level)."""
+        if err.kind in self._reported:
+            self.get_logger().debug(f"dropped input: {err}")
+        else:
+            self._reported.add(err.kind)
+            self.get_logger().warning(f"dropped input ({err.kind}, reported once): {err}")
+
+    def _fresh(self, stamp: float, what: str) -> bool:
+        if self._now() - stamp > self.p.max_data_age:
+            self._drop(InputError(f"{what}-stale", f"{what} stamped {self._now() - stamp:.1f} s ago, older than "
+                                                   f"max_data_age={self.p.max_data_age}"))
+            return False
+        return True
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data
+        try:
+            if "\ufffd" in text:  # rclpy decodes invalid UTF-8 with replacement characters
+                raise InputError("instruction-utf8", "instruction is not valid UTF-8")
+            if len(text) > self.p.max_instruction_chars:
+                raise InputError("instruction-long", f"instruction has {len(text)} characters, more than "
+                                                     f"max_instruction_chars={self.p.max_instruction_chars}")
+            if not text.strip():
+                raise InputError("instruction-empty", "instruction is empty")
+            self.navigator.begin(text)
+        except InputError as err:
+            self._drop(err)
+            return
+        if self._state == NavigatorStatus.STATE_NAVIGATING:
+            self.get_logger().info(f"episode {self._episode} preempted by a new instruction")
+        self._episode += 1
+        self._state, self._message = NavigatorStatus.STATE_NAVIGATING, ""
+        self._goal, self._final, self._stop_prob, self._latency = None, False, math.nan, 0.0
+        self._not_before = self._now() - self.p.max_data_age
+        self._path = Path(header=Header(frame_id=self.p.map_frame))
+        self.get_logger().info(f"episode {self._episode}: {text.strip()!r}")
+        self._publish_status()
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            self._set_pano(panorama_from_image(msg, self.p.max_pano_width), stamp_seconds(msg.header))
+        except InputError as err:
+            self._drop(err)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        try:
+            self._set_pano(panorama_from_compressed(msg, self.p.max_pano_width), stamp_seconds(msg.header))
+        except InputError as err:
+            self._drop(err)
+
+    def _set_pano(self, pano: np.ndarray, stamp: float) -> None:
+        if self._fresh(stamp, "panorama"):
+            self._pano = Stamped(pano, stamp)
+
+    def _on_waypoints(self, msg: PoseArray) -> None:
+        try:
+            wps = waypoints_from_pose_array(msg, self.p.map_frame, self.p.max_waypoints)
+        except InputError as err:
+            self._drop(err)
+            return
+        if self._fresh(stamp_seconds(msg.header), "waypoints"):
+            self._waypoints = Stamped(wps, stamp_seconds(msg.header))
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            pose = robot_pose_from_odometry(msg, self.p.map_frame)
+        except InputError as err:
+            self._drop(err)
+            return
+        self._pose = Stamped(pose, stamp_seconds(msg.header))
+
+    # -- decisions ----------------------------------------------------------------------------
+    def _ready(self) -> bool:
+        """True when the robot is at the goal and fresh observations taken there have arrived."""
+        if self._pose is None or self._pano is None or self._waypoints is None:
+            return False
+        if self._pano.stamp < self._not_before or self._waypoints.stamp < self._not_before:
+            return False
+        if self._now() - self._pose.stamp > self.p.max_data_age:
+            return False
+        position, _ = self._pose.value
+        return self._goal is None or float(np.linalg.norm(position - self._goal)) <= self.p.arrival_tolerance
+
+    def _tick(self) -> None:
+        if self._state != NavigatorStatus.STATE_NAVIGATING:
+            return
+        if self._goal is not None and self._now() - self._goal_sent > self.p.goal_timeout:
+            self._finish(NavigatorStatus.STATE_FAILED, f"goal not reached within goal_timeout={self.p.goal_timeout} s")
+            return
+        if not self._ready():
+            return
+        if self._final:
+            self._finish(NavigatorStatus.STATE_ARRIVED, "stopped at the chosen node")
+            return
+        position, heading = self._pose.value
+        try:
+            out = self.navigator.decide(self._pano.value, position, heading, self._waypoints.value)
+        except ValueError as err:
+            self._finish(NavigatorStatus.STATE_FAILED, str(err))
+            return
+        except Exception as err:  # never let a bug in one decision take the node down
+            self.get_logger().error(f"decision failed: {type(err).__name__}: {err}")
+            self._finish(NavigatorStatus.STATE_FAILED, f"decision failed: {type(err).__name__}: {err}")
+            return
+        self._stop_prob, self._latency = out.decision.stop_prob, out.latency
+        now_msg = self.get_clock().now().to_msg()
+        header = Header(frame_id=self.p.map_frame, stamp=now_msg)
+        self._path.header.stamp = now_msg
+        self._path.poses.append(pose_stamped(out.observation.position, heading, header))
+        self.path_pub.publish(self._path)
+        self.get_logger().info(f"episode {self._episode} step {self.navigator.step}: "
+                               f"{'stop at' if out.decision.stop else 'go to'} {out.goal_place} "
+                               f"(p_stop {out.decision.stop_prob:.2f}, {out.latency * 1000:.0f} ms"
+                               f"{', ViT ran' if out.encoded else ''})")
+        if out.moves:
+            self._goal, self._goal_sent = out.goal_position, self._now()
+            self._not_before = self._goal_sent
+            self._final = out.decision.stop
+            self.goal_pub.publish(pose_stamped(out.goal_position, out.goal_heading, header))
+        self.markers_pub.publish(graph_markers(self.navigator.state.graph_map, self._goal, self.p.map_frame, now_msg))
+        if out.decision.stop and not out.moves:
+            self._finish(NavigatorStatus.STATE_ARRIVED, "stopped")
+        else:
+            self._publish_status()
+
+    def _finish(self, state: int, message: str) -> None:
+        self._state, self._message = state, message  # the finished episode's map stays for the status
+        log = self.get_logger().info if state == NavigatorStatus.STATE_ARRIVED else self.get_logger().warning
+        log(f"episode {self._episode} {STATE_NAMES[state]}: {message}")
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        msg = NavigatorStatus(header=Header(frame_id=self.p.map_frame, stamp=self.get_clock().now().to_msg()))
+        msg.episode_id, msg.instruction = self._episode, self.navigator.instruction or ""
+        msg.state, msg.state_name = self._state, STATE_NAMES[self._state]
+        msg.step, msg.num_map_nodes = self.navigator.step, self.navigator.num_map_nodes
+        msg.stop_probability, msg.decision_latency = float(self._stop_prob), float(self._latency)
+        if self._goal is not None:
+            msg.goal.x, msg.goal.y, msg.goal.z = (float(v) for v in self._goal)
+        msg.message = self._message
+        self.status_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the `navigator` executable; exit status 2 for bad parameters."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = NavigatorNode()
+        rclpy.spin(node)
+    except ParamError as err:
+        rclpy.logging.get_logger("navigator").fatal(str(err))
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    except Exception as err:  # start-up data errors (DataError, ConfigError): one clear line
+        rclpy.logging.get_logger("navigator").fatal(f"{type(err).__name__}: {err}")
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
