@@ -59,8 +59,11 @@ class PipelineConfig:
     # Budgets sized for the README's main job on 2 cores; real experiments raise loop.steps.
     pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(
         eval_limit=32, loop=LoopConfig(steps=200, eval_every=100, save_every=50)))
+    # Imitation (teacher-forced) rollouts: an untrained policy's sampled DAgger rollouts wander for
+    # ~13 decisions and cost 3x more per iteration; DAgger is for longer runs (train_alg=dagger).
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(
-        batch_size=16, optim=OptimConfig(lr=5e-4, warmup_steps=20, grad_clip=40.0, schedule="constant"),
+        train_alg="imitation", batch_size=8,
+        optim=OptimConfig(lr=5e-4, warmup_steps=20, grad_clip=40.0, schedule="constant"),
         loop=LoopConfig(steps=200, eval_every=100, save_every=50), eval_limit=50))
     batch_size: int = 16                                      # evaluation batch
     max_steps: int = 15                                       # decisions per episode
