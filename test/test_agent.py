@@ -8,7 +8,7 @@ import torch
 
 from fixtures_graph import grid_graph, make_episode
 from minivln_core.agent.agent import NavigationAgent
-from minivln_core.agent.rollout import evaluate, rollout_batch
+from minivln_core.agent.rollout import apply_decisions, evaluate, rollout_batch
 from minivln_core.env.expert import map_expert
 from minivln_core.env.nav_env import NavEnv
 from minivln_core.models import DuetPolicy, preset
@@ -77,13 +77,8 @@ def test_teacher_forcing_with_the_map_expert_reaches_every_goal(world):
         while active:
             res = agent.step([states[i] for i in active], current, feedback="teacher", expert=expert)
             assert [d.action for d in res.decisions] == res.labels.tolist()
-            for i, d in zip(active, res.decisions):
-                env.decide(i)
-                env.walk(i, d.path)
-                if d.stop:
-                    env.stop(i)
-            active = [i for i in active if not states[i].done]
-            current = [env.observation(i) for i in active]
+            current = apply_decisions(env, active, res.decisions)
+            active = [obs.index for obs in current]
     for rec, ep in zip(env.results(), episodes):
         assert rec["trajectory"][-1][0] == ep.goal
         assert graph.path_length([e[0] for e in rec["trajectory"]]) == pytest.approx(graph.distance(ep.start, ep.goal))

@@ -11,6 +11,17 @@ from minivln_core.agent.agent import NavigationAgent, StepResult
 from minivln_core.env.nav_env import NavEnv, Observation
 
 
+def apply_decisions(env: NavEnv, active: list[int], decisions) -> list[Observation]:
+    """Execute one decision per active agent (hop by hop along its map path; stop if asked) and
+    return the observations of the agents still navigating, in order."""
+    for i, decision in zip(active, decisions):
+        env.decide(i)
+        env.walk(i, decision.path)
+        if decision.stop:
+            env.stop(i)
+    return [env.observation(i) for i in active if not env.is_done(i)]
+
+
 def rollout_batch(agent: NavigationAgent, env: NavEnv, observations: list[Observation],
                   feedback: str = "argmax", on_step=None) -> list[dict[str, Any]]:
     """Run the episodes that `env` has just started until every agent stops.
@@ -30,13 +41,10 @@ def rollout_batch(agent: NavigationAgent, env: NavEnv, observations: list[Observ
         if on_step is not None:
             on_step(active, current, result)
         for i, decision in zip(active, result.decisions):
-            env.decide(i)
-            env.walk(i, decision.path)
             if decision.stop:
-                env.stop(i)
                 obj_pred[i] = decision.obj_id
-        active = [i for i in active if not states[i].done]
-        current = [env.observation(i) for i in active]
+        current = apply_decisions(env, active, result.decisions)
+        active = [obs.index for obs in current]
     records = env.results()
     if env.objects is not None:
         for i, rec in enumerate(records):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minivln_core.agent.agent import NavigationAgent, StepResult
+from minivln_core.agent.rollout import apply_decisions
 from minivln_core.data.episodes import Episode
 from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.env.expert import map_expert
@@ -130,13 +131,8 @@ class FinetuneTask(nn.Module):
                 extra = extra + part
                 extra_stats.append(stats)
             decisions += len(active)
-            for i, decision in zip(active, res.decisions):
-                env.decide(i)
-                env.walk(i, decision.path)
-                if decision.stop:
-                    env.stop(i)
-            active = [i for i in active if not states[i].done]
-            current = [env.observation(i) for i in active]
+            current = apply_decisions(env, active, res.decisions)
+            active = [obs.index for obs in current]
         n = len(batch)
         loss = (nav_loss + self.cfg.og_weight * og_loss + extra) / n
         stats = {"nav_loss": float(nav_loss.detach()) / n, "steps": decisions / n}
