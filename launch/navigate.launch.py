@@ -2,6 +2,12 @@
 
     ros2 launch minivln_ros navigate.launch.py checkpoint:=/path/to/ckpt
     ros2 launch minivln_ros navigate.launch.py checkpoint:=CKPT use_sim:=true world:=WORLD namespace:=robot1
+    ros2 launch minivln_ros navigate.launch.py checkpoint:=CKPT use_sim:=true \
+        features_file:=$HOME/.cache/minivln/world/features/views_vit.h5   # the embedded world
+
+With use_sim and no `world`, sim_robot plays the embedded world, built on first use into
+~/.cache/minivln/world (`world_cache` in config/sim_robot.yaml; minutes on a small CPU). A
+checkpoint without extractor.json (e.g. from `minivln pipeline`) needs `features_file`.
 
 Then: ros2 topic pub --once instruction std_msgs/msg/String "{data: 'walk past the sofa and stop at the bathroom door'}"
 (inside the namespace if one is given). Without launch_ros, start the executables directly with
@@ -27,15 +33,22 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("sim_params_file", default_value=str(config / "sim_robot.yaml"),
                               description="sim_robot parameters (YAML, node name 'sim_robot')"),
         DeclareLaunchArgument("checkpoint", description="checkpoint directory of the policy (overrides the file)"),
+        DeclareLaunchArgument("features_file", default_value="",
+                              description="views_vit.h5 giving the extractor settings when the checkpoint "
+                                          "has no extractor.json"),
         DeclareLaunchArgument("use_sim", default_value="false", description="also start sim_robot on `world`"),
-        DeclareLaunchArgument("world", default_value="", description="world folder for sim_robot (use_sim)"),
+        DeclareLaunchArgument("world", default_value="",
+                              description="world folder for sim_robot (use_sim); empty = the embedded world, "
+                                          "built on first use into the cache (sim_robot's world_cache)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of both nodes and topics"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
     ]
     log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
     navigator = Node(package="minivln_ros", executable="navigator", name="navigator",
                      namespace=LaunchConfiguration("namespace"), output="screen", arguments=log_args,
-                     parameters=[LaunchConfiguration("params_file"), {"checkpoint": LaunchConfiguration("checkpoint")}])
+                     parameters=[LaunchConfiguration("params_file"),
+                                 {"checkpoint": LaunchConfiguration("checkpoint"),
+                                  "features_file": LaunchConfiguration("features_file")}])
     sim_robot = Node(package="minivln_ros", executable="sim_robot", name="sim_robot",
                      namespace=LaunchConfiguration("namespace"), output="screen", arguments=log_args,
                      parameters=[LaunchConfiguration("sim_params_file"), {"world": LaunchConfiguration("world")}],

@@ -9,8 +9,13 @@ waypoint set stamped after that goal was sent (after the instruction minus `max_
 first decision) and not older than `max_data_age` have arrived. Decisions run in a timer on a
 single-threaded executor, so callbacks never race; a new instruction preempts the episode.
 
+The robot pose comes from `odom` (nav_msgs/Odometry in the map frame, `pose_source: odom`) or
+from TF (`pose_source: tf`): the map_frame -> base_frame chain composed from `/tf` and
+`/tf_static` by `minivln_ros.tf_pose.TransformTree`.
+
 Bad input never stops the node: each kind of problem is logged once (with what was wrong) and
-the message is dropped.
+the message is dropped; `dropped` counts every dropped message by kind and `warned` the warnings
+logged per kind (always 1 for a kind that occurred).
 
 Run: `python -m minivln_ros.navigator_node --ros-args --params-file config/navigator.yaml`.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,11 +40,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
-from minivln_core.agent.online import OnlineNavigator, load_extractor_config
+from minivln_core.agent.online import OnlineNavigator, load_extractor_config, yaw_to_heading
 from minivln_ros.conversions import (InputError, panorama_from_compressed, panorama_from_image, pose_stamped,
                                      robot_pose_from_odometry, stamp_seconds, waypoints_from_pose_array)
 from minivln_ros.markers import graph_markers
 from minivln_ros.params import NAVIGATOR, NavigatorParams, ParamError, declare, validate_navigator
+from minivln_ros.tf_pose import TF_MESSAGE_TYPE, TransformTree, add_transform, transforms_of
 
 STATE_NAMES = {NavigatorStatus.STATE_IDLE: "idle", NavigatorStatus.STATE_NAVIGATING: "navigating",
                NavigatorStatus.STATE_ARRIVED: "arrived", NavigatorStatus.STATE_FAILED: "failed"}
@@ -63,7 +70,9 @@ class NavigatorNode(Node):
         extractor = load_extractor_config(p.checkpoint, p.features_file or None, p.vit_weights_dir or None)
         self.navigator = OnlineNavigator.from_checkpoint(p.checkpoint, extractor, max_steps=p.max_steps,
                                                          place_tolerance=p.place_tolerance, threads=p.threads)
-        self._reported: set[str] = set()
+        self.dropped: Counter[str] = Counter()   # dropped messages by kind of problem
+        self.warned: Counter[str] = Counter()    # warnings logged by kind (once each)
+        self.tf = TransformTree()
         self._pano: Stamped | None = None
         self._waypoints: Stamped | None = None
         self._pose: Stamped | None = None
@@ -87,14 +96,23 @@ class NavigatorNode(Node):
         self.create_subscription(Image, p.panorama_topic, self._on_image, qos)
         self.create_subscription(CompressedImage, p.compressed_panorama_topic, self._on_compressed, qos)
         self.create_subscription(PoseArray, p.waypoints_topic, self._on_waypoints, qos)
-        self.create_subscription(Odometry, p.odom_topic, self._on_odom, qos)
+        if p.pose_source == "odom":
+            self.create_subscription(Odometry, p.odom_topic, self._on_odom, qos)
+        else:  # the QoS of tf2's broadcasters: /tf volatile, /tf_static transient local, deep histories
+            tf_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.create_subscription(TF_MESSAGE_TYPE, p.tf_topic, lambda m: self._on_tf(m, False), tf_qos)
+            self.create_subscription(TF_MESSAGE_TYPE, p.tf_static_topic, lambda m: self._on_tf(m, True), static_qos)
         self.goal_pub = self.create_publisher(PoseStamped, p.goal_topic, qos)
         self.status_pub = self.create_publisher(NavigatorStatus, p.status_topic, latched)
         self.path_pub = self.create_publisher(Path, p.path_topic, latched)
         self.markers_pub = self.create_publisher(MarkerArray, p.markers_topic, latched)
         self.create_timer(0.05, self._tick)
         self._publish_status()
-        self.get_logger().info(f"ready: checkpoint {p.checkpoint}, extractor {extractor.backend} "
+        pose_from = p.odom_topic if p.pose_source == "odom" else f"TF {p.map_frame} -> {p.base_frame}"
+        self.get_logger().info(f"ready: checkpoint {p.checkpoint}, pose from {pose_from}, "
+                               f"extractor {extractor.backend} "
                                f"{'(random weights)' if extractor.weights_dir is None else extractor.weights_dir}")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -102,11 +120,12 @@ class NavigatorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _drop(self, err: InputError) -> None:
-        """Log a dropped input; each kind of problem once (then at debug level)."""
-        if err.kind in self._reported:
+        """Count a dropped input; log each kind of problem once as a warning (then at debug level)."""
+        self.dropped[err.kind] += 1
+        if self.warned[err.kind]:
             self.get_logger().debug(f"dropped input: {err}")
         else:
-            self._reported.add(err.kind)
+            self.warned[err.kind] += 1
             self.get_logger().warning(f"dropped input ({err.kind}, reported once): {err}")
 
     def _fresh(self, stamp: float, what: str) -> bool:
@@ -174,16 +193,39 @@ class NavigatorNode(Node):
             return
         self._pose = Stamped(pose, stamp_seconds(msg.header))
 
+    def _on_tf(self, msg: object, static: bool) -> None:
+        for ts in transforms_of(msg):
+            try:
+                add_transform(self.tf, ts, static)
+            except InputError as err:
+                self._drop(err)
+
+    def robot_pose(self) -> Stamped | None:
+        """(position, heading) of the robot in the map frame with its stamp, or None if unknown yet."""
+        if self.p.pose_source == "odom":
+            return self._pose
+        try:
+            transform, stamp = self.tf.lookup(self.p.map_frame, self.p.base_frame)
+        except LookupError:  # not connected yet: normal until the transforms arrive
+            return None
+        except InputError as err:
+            self._drop(err)
+            return None
+        # a chain of static transforms only is always current
+        return Stamped((transform.translation.copy(), yaw_to_heading(transform.yaw())),
+                       self._now() if math.isinf(stamp) else stamp)
+
     # -- decisions ----------------------------------------------------------------------------
     def _ready(self) -> bool:
         """True when the robot is at the goal and fresh observations taken there have arrived."""
-        if self._pose is None or self._pano is None or self._waypoints is None:
+        pose = self.robot_pose()
+        if pose is None or self._pano is None or self._waypoints is None:
             return False
         if self._pano.stamp < self._not_before or self._waypoints.stamp < self._not_before:
             return False
-        if self._now() - self._pose.stamp > self.p.max_data_age:
+        if self._now() - pose.stamp > self.p.max_data_age:
             return False
-        position, _ = self._pose.value
+        position, _ = pose.value
         return self._goal is None or float(np.linalg.norm(position - self._goal)) <= self.p.arrival_tolerance
 
     def _tick(self) -> None:
@@ -197,7 +239,7 @@ class NavigatorNode(Node):
         if self._final:
             self._finish(NavigatorStatus.STATE_ARRIVED, "stopped at the chosen node")
             return
-        position, heading = self._pose.value
+        position, heading = self.robot_pose().value
         try:
             out = self.navigator.decide(self._pano.value, position, heading, self._waypoints.value)
         except ValueError as err:

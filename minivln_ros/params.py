@@ -53,6 +53,10 @@ class NavigatorParams:
     compressed_panorama_topic: str
     waypoints_topic: str
     odom_topic: str
+    pose_source: str
+    base_frame: str
+    tf_topic: str
+    tf_static_topic: str
     goal_topic: str
     status_topic: str
     path_topic: str
@@ -80,7 +84,13 @@ NAVIGATOR = {
     "panorama_topic": Spec("panorama", "sensor_msgs/Image equirectangular panorama (rgb8/bgr8)"),
     "compressed_panorama_topic": Spec("panorama/compressed", "sensor_msgs/CompressedImage panorama"),
     "waypoints_topic": Spec("navigable_waypoints", "geometry_msgs/PoseArray candidate positions (map frame)"),
-    "odom_topic": Spec("odom", "nav_msgs/Odometry robot pose, in map_frame"),
+    "odom_topic": Spec("odom", "nav_msgs/Odometry robot pose, in map_frame (pose_source odom)"),
+    "pose_source": Spec("odom", "where the robot pose comes from: 'odom' (odom_topic, pose in map_frame) or "
+                                "'tf' (the map_frame -> base_frame chain on tf_topic / tf_static_topic)"),
+    "base_frame": Spec("base_link", "robot frame looked up in TF (pose_source tf); its origin is the camera centre"),
+    "tf_topic": Spec("/tf", "dynamic transforms (tf2_msgs/TFMessage; geometry_msgs/TransformStamped "
+                            "without tf2_msgs)"),
+    "tf_static_topic": Spec("/tf_static", "static transforms (transient local), same type as tf_topic"),
     "goal_topic": Spec("goal_pose", "geometry_msgs/PoseStamped goals (Nav2's goal_pose)"),
     "status_topic": Spec("navigator_status", "minivln_interfaces/NavigatorStatus"),
     "path_topic": Spec("trajectory", "nav_msgs/Path of the places where decisions were made"),
@@ -96,6 +106,7 @@ class SimRobotParams:
     """Values of sim_robot's parameters."""
 
     world: str
+    world_cache: str
     task: str
     split: str
     first_episode: int
@@ -118,7 +129,10 @@ class SimRobotParams:
 
 
 SIM_ROBOT = {
-    "world": Spec("", "world folder made by `minivln synth` (annotations + connectivity)"),
+    "world": Spec("", "world folder made by `minivln synth` (annotations + connectivity); empty = the "
+                      "embedded world, built on first use into world_cache"),
+    "world_cache": Spec("", "cache folder of the embedded world (<world_cache>/world); empty = $MINIVLN_CACHE, "
+                            "else $XDG_CACHE_HOME/minivln, else ~/.cache/minivln"),
     "task": Spec("r2r", "annotation task: r2r"),
     "split": Spec("val_unseen", "annotation split whose episodes are played"),
     "first_episode": Spec(0, "index of the first episode played", 0, 1_000_000),
@@ -182,12 +196,16 @@ def validate_navigator(p: NavigatorParams) -> None:
         raise ParamError(f"parameter 'vit_weights_dir': {p.vit_weights_dir} is not a directory")
     if p.features_file and not Path(p.features_file).is_file():
         raise ParamError(f"parameter 'features_file': {p.features_file} does not exist")
+    if p.pose_source not in ("odom", "tf"):
+        raise ParamError(f"parameter 'pose_source' must be 'odom' or 'tf', got {p.pose_source!r}")
+    if not p.base_frame or " " in p.base_frame or p.base_frame.lstrip("/") == p.map_frame.lstrip("/"):
+        raise ParamError(f"parameter 'base_frame' must be a frame name other than map_frame, got {p.base_frame!r}")
     _check_names(p, "map_frame")
 
 
 def validate_sim_robot(p: SimRobotParams) -> None:
     """Start-up checks of sim_robot's parameters."""
-    if not p.world or not (Path(p.world) / "world.json").is_file():
+    if p.world and not (Path(p.world) / "world.json").is_file():
         raise ParamError(f"parameter 'world': {p.world!r} is not a generated world (no world.json)")
     if p.task != "r2r":
         raise ParamError(f"parameter 'task' must be 'r2r', got {p.task!r}")

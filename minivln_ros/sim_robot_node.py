@@ -10,6 +10,10 @@ and published as `minivln_interfaces/EpisodeResult` (and printed as one JSON lin
 Headings are kept on the 30-degree view grid (the start heading is snapped): see
 `minivln_ros.sim_world` for why panoramas then equal the training features exactly.
 
+Without a `world` parameter the robot plays the embedded world (the default synthetic world of
+`minivln pipeline` with its rendered ViT features), built on first use into `world_cache` by
+`minivln_core.embedded_world.ensure_embedded_world` (minutes on 2 cores; later starts reuse it).
+
 Run: `python -m minivln_ros.sim_robot_node --ros-args --params-file config/sim_robot.yaml`.
 """
 
@@ -46,7 +50,8 @@ class SimRobotNode(Node):
         self.p: SimRobotParams = declare(self, SIM_ROBOT, SimRobotParams)
         validate_sim_robot(self.p)
         p = self.p
-        self.world = SimWorld(p.world, p.task, p.split, pano_width=p.pano_width, goal_tolerance=p.goal_tolerance)
+        world = p.world or self._embedded_world()
+        self.world = SimWorld(world, p.task, p.split, pano_width=p.pano_width, goal_tolerance=p.goal_tolerance)
         last = len(self.world.episodes) if p.num_episodes == 0 else p.first_episode + p.num_episodes
         self.queue = list(range(p.first_episode, min(last, len(self.world.episodes))))
         if not self.queue:
@@ -70,6 +75,18 @@ class SimRobotNode(Node):
         self.create_timer(p.republish_period, self.publish_observations)
         self.create_timer(0.1, self._maybe_instruct)
         self._start_next()
+
+    def _embedded_world(self) -> str:
+        """The embedded world's folder, built into the cache on first use."""
+        from minivln_core.embedded_world import default_cache_dir, ensure_embedded_world
+
+        cache = self.p.world_cache or str(default_cache_dir())
+        self.get_logger().info(f"no 'world' given: using the embedded world in {cache}/world "
+                               "(built on first use, this takes a few minutes)")
+        world = ensure_embedded_world(cache)
+        self.get_logger().info(f"embedded world ready: {world} (navigator: features_file:="
+                               f"{world / 'features' / 'views_vit.h5'} if the checkpoint has no extractor.json)")
+        return str(world)
 
     # -- episodes -----------------------------------------------------------------------------
     def _start_next(self) -> None:

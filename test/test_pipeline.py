@@ -30,6 +30,7 @@ def test_pipeline_writes_a_report_and_resumes(tmp_path, capsys):
     assert (tmp_path / "report.png").stat().st_size > 1000
     assert (tmp_path / "teacher" / "pretrain" / "policy" / "model.safetensors").exists()
     assert (tmp_path / "teacher" / "finetune" / "best" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "teacher" / "finetune" / "best" / "extractor.json").read_text())["hidden_size"] == 16
     assert "| shortest-path expert | val_unseen |" in capsys.readouterr().out
     # A second run reuses the world and the features and resumes (finished) training.
     stamps = [(tmp_path / p).stat().st_mtime_ns for p in ("world/world.json", "world/features/views_vit.h5")]

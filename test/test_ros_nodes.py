@@ -184,12 +184,15 @@ def test_bad_input_is_dropped_and_preemption(online, context) -> None:
         assert spin_until(executor, lambda: probe.instruction.get_subscription_count() >= 1
                           and robot.pano.get_subscription_count() >= 1 and probe.last() is not None, 30)
         # bad instructions: empty, oversized, not UTF-8 (raw CDR bytes) -> still idle, episode 0
-        probe.instruction.publish(String(data="   "))
+        for _ in range(3):  # the same kind three times: counted three times, logged once
+            probe.instruction.publish(String(data="   "))
         probe.instruction.publish(String(data="walk " * 100))
         raw = bytes(serialize_message(String(data="abcd")))
         probe.instruction.publish(raw[:8] + b"\xff\xfe\x41\x00" + raw[12:])
         spin_until(executor, lambda: False, 0.5)
         assert probe.last().state_name == "idle" and probe.last().episode_id == 0
+        assert node.dropped["instruction-empty"] == 3 and node.warned["instruction-empty"] == 1
+        assert node.dropped["instruction-long"] == 1 and node.dropped["instruction-utf8"] == 1
         # a good instruction, then bad observations: wrong encoding, wrong size, NaN pose, other frame, stale
         probe.instruction.publish(String(data=world.current.episode.instruction))
         assert spin_until(executor, lambda: probe.last().episode_id == 1, 10)
@@ -202,6 +205,10 @@ def test_bad_input_is_dropped_and_preemption(online, context) -> None:
         robot.publish(age=30.0)
         spin_until(executor, lambda: False, 1.0)
         assert not probe.goals and probe.last().step == 0 and probe.last().state_name == "navigating"
+        for kind in ("panorama-encoding", "panorama-size", "pose-nan", "odometry-frame", "waypoints-frame",
+                     "panorama-stale", "waypoints-stale"):
+            assert node.dropped[kind] >= 1 and node.warned[kind] == 1, kind
+        assert set(node.warned.values()) == {1}
         # good observations -> the first decision and its goal
         robot.publish()
         assert spin_until(executor, lambda: probe.goals or probe.last().state_name == "arrived", 20)
@@ -220,6 +227,76 @@ def test_bad_input_is_dropped_and_preemption(online, context) -> None:
         probe.node.destroy_node()
 
 
+def tf_message(header: Header, child: str, xyz, yaw: float):
+    """One transform as the navigator's TF message type (TFMessage, or TransformStamped without tf2_msgs)."""
+    from geometry_msgs.msg import TransformStamped
+
+    from minivln_ros.tf_pose import HAVE_TF2_MSGS, TF_MESSAGE_TYPE
+
+    ts = TransformStamped(header=header, child_frame_id=child)
+    ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = (float(v) for v in xyz)
+    ts.transform.rotation = quaternion_from_yaw(yaw)
+    return TF_MESSAGE_TYPE(transforms=[ts]) if HAVE_TF2_MSGS else ts
+
+
+def test_compressed_panorama_and_tf_pose(online, context) -> None:
+    """JPEG panoramas on panorama/compressed and the pose from a map -> odom -> base_link TF chain."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from minivln_ros.navigator_node import NavigatorNode
+    from minivln_ros.tf_pose import TF_MESSAGE_TYPE
+
+    executor = SingleThreadedExecutor(context=context)
+    node = NavigatorNode(context=context, parameter_overrides=[
+        Parameter("checkpoint", value=str(online["checkpoint"])), Parameter("max_steps", value=MAX_STEPS),
+        Parameter("pose_source", value="tf")])
+    executor.add_node(node)
+    probe = Probe(context, executor)
+    world = SimWorld(online["world"], split=SPLIT)
+    world.start(world.episodes[0])
+    robot = Robot(probe.node, world)
+    compressed = probe.node.create_publisher(CompressedImage, "panorama/compressed", RELIABLE)
+    tf = probe.node.create_publisher(TF_MESSAGE_TYPE, "/tf", RELIABLE)
+    tf_static = probe.node.create_publisher(TF_MESSAGE_TYPE, "/tf_static", LATCHED)
+    try:
+        assert spin_until(executor, lambda: compressed.get_subscription_count() >= 1
+                          and tf.get_subscription_count() >= 1 and tf_static.get_subscription_count() >= 1
+                          and probe.last() is not None, 30)
+        # map -> odom (static: shifted by (1, 2) and turned 90 degrees), odom -> base_link (dynamic)
+        target, heading = world.position(), world.heading()
+        odom_shift, odom_yaw = np.array([1.0, 2.0, 0.0]), math.pi / 2
+        rel = target - odom_shift  # base_link in odom = R(-90 deg) (target - shift)
+        in_odom = np.array([rel[1], -rel[0], rel[2]])
+        tf_static.publish(tf_message(robot.header(), "odom", odom_shift, odom_yaw))
+        tf.publish(tf_message(robot.header("odom"), "base_link", in_odom, heading_to_yaw(heading) - odom_yaw))
+        tf.publish(tf_message(robot.header("odom"), "base_link", [math.nan, 0, 0], 0.0))
+        assert spin_until(executor, lambda: node.robot_pose() is not None and node.dropped["tf-nan"] == 1, 10)
+        position, got_heading = node.robot_pose().value
+        assert np.allclose(position, target) and math.isclose(math.cos(got_heading - heading), 1.0)
+        probe.instruction.publish(String(data=world.current.episode.instruction))
+        assert spin_until(executor, lambda: probe.last().episode_id == 1, 10)
+        header = robot.header()
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(world.panorama(), cv2.COLOR_RGB2BGR))
+        assert ok
+        compressed.publish(CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.tobytes()))
+        compressed.publish(CompressedImage(header=header, format="jpeg", data=b"not a jpeg"))
+        wps = PoseArray(header=header)
+        for wp in world.waypoints():
+            pose = Pose()
+            pose.position.x, pose.position.y, pose.position.z = (float(v) for v in wp)
+            wps.poses.append(pose)
+        robot.waypoints.publish(wps)
+        tf.publish(tf_message(robot.header("odom"), "base_link", in_odom, heading_to_yaw(heading) - odom_yaw))
+        assert spin_until(executor, lambda: probe.last().step == 1, 20), "no decision on the compressed panorama"
+        assert probe.last().num_map_nodes == 1 + len(world.waypoints())
+        assert node.dropped["compressed-data"] == 1 and node.warned["compressed-data"] == 1
+    finally:
+        executor.remove_node(node)
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
 def test_launch_description() -> None:
     launch_ros = pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI (real ROS 2 only)")
     import importlib.util
@@ -231,3 +308,29 @@ def test_launch_description() -> None:
     names = {getattr(e, "name", None) for e in description.entities}
     assert {"params_file", "checkpoint", "use_sim", "namespace", "log_level"} <= names
     assert launch_ros is not None
+
+
+def test_sim_robot_without_world_uses_the_embedded_world(online, context, tmp_path, monkeypatch) -> None:
+    """world:='' -> sim_robot asks minivln_core.embedded_world for the cached world (built on first use)."""
+    import minivln_core.embedded_world as embedded
+    from minivln_ros.sim_robot_node import SimRobotNode
+
+    calls: list[str] = []
+    monkeypatch.setattr(embedded, "ensure_embedded_world", lambda cache: calls.append(cache) or online["world"])
+    node = SimRobotNode(context=context, parameter_overrides=[
+        Parameter("world_cache", value=str(tmp_path / "cache")), Parameter("split", value=SPLIT)])
+    try:
+        assert calls == [str(tmp_path / "cache")]
+        assert node.world.paths.root == Path(online["world"]) and node.world.current is not None
+    finally:
+        node.destroy_node()
+
+
+def test_ros_demo_smoke(tmp_path) -> None:
+    """`minivln ros-demo` without arguments: tiny world, two ROS processes, one scored episode (~20 s)."""
+    proc = subprocess.run([sys.executable, "-m", "minivln_core", "ros-demo", "--max-steps", "3", "--timeout", "90",
+                           "--workdir", str(tmp_path)], env=ros_env(tmp_path), capture_output=True, text=True,
+                          timeout=150)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "[ros-demo] 1 episode(s)" in proc.stdout
+    assert any(line.startswith('{"instr_id"') for line in proc.stdout.splitlines())

@@ -278,8 +278,10 @@ def save_extractor_config(checkpoint: str | Path, config: ExtractorConfig) -> Pa
     """Write the extractor settings next to a checkpoint (read back by `load_extractor_config`)."""
     from minivln_core.config import to_dict
 
+    from minivln_core.io_utils import atomic_write_json
+
     path = Path(checkpoint) / EXTRACTOR_FILE
-    path.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    atomic_write_json(path, to_dict(config))
     return path
 
 

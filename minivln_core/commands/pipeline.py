@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import torch
 
+from minivln_core.agent.online import save_extractor_config
 from minivln_core.config import build_config, save_yaml, to_dict
 from minivln_core.data.synth.config import SynthConfig
 from minivln_core.data.world import WorldPaths
@@ -28,7 +29,7 @@ from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_polic
 from minivln_core.eval.report import render_table, write_report
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import from_pretrained
-from minivln_core.perception.config import ExtractorConfig
+from minivln_core.perception.config import ExtractorConfig, embedded_world_extractor
 from minivln_core.train.finetune import FinetuneConfig, run_finetune
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.pretrain import PretrainConfig, run_pretrain
@@ -37,20 +38,13 @@ from minivln_core.train.trainer import LoopConfig
 log = logging.getLogger("minivln.pipeline")
 
 
-def _default_extractor() -> ExtractorConfig:
-    # A small seeded random ViT: the embedded world has no pretrained weights to load, and a
-    # 4-layer 192-wide ViT on 112 px crops encodes a viewpoint's 36 views in about 0.2 s.
-    return ExtractorConfig(image_size=112, patch_size=16, hidden_size=192, num_layers=4, num_heads=3,
-                           intermediate_size=768, seed=0)
-
-
 @dataclass(frozen=True)
 class PipelineConfig:
     """The main job's settings (YAML overrides via --config, single keys via --set)."""
 
     world: SynthConfig = field(default_factory=SynthConfig)   # the generated world
     features: Literal["vit", "semantic"] = "vit"              # rendered panoramas + ViT, or the semantic store
-    extractor: ExtractorConfig = field(default_factory=_default_extractor)
+    extractor: ExtractorConfig = field(default_factory=embedded_world_extractor)
     task: Literal["r2r", "reverie"] = "r2r"
     splits: list[str] = field(default_factory=lambda: ["val_seen", "val_unseen"])
     teacher_preset: str = "duet-small"                        # CPU-sized teacher (9/2/4 layers)
@@ -150,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     paths = make_world(out, config.world)
     features = make_features(paths, config, progress)
     teacher_dir = train_teacher(out, paths, features, config, progress)
+    if features == "views_vit":  # the robot rebuilds the same extractor from the checkpoint alone
+        save_extractor_config(teacher_dir, config.extractor)
     teacher = from_pretrained(teacher_dir)
     torch.manual_seed(config.seed)
     feature_dim = teacher.config.image_feat_size

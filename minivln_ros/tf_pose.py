@@ -1,0 +1,150 @@
+"""The robot pose from TF (map -> ... -> base_link) without tf2_ros.
+
+tf2_ros, tf2_py and tf2_msgs have no PyPI wheels for the Kilted runtime this package uses, so the
+navigator keeps its own small transform tree: every TransformStamped received on `/tf` and
+`/tf_static` sets the transform of its child frame (a frame has one parent, as in tf2; a new
+parent replaces the old one), and `TransformTree.lookup(target, source)` composes the chain
+through the nearest common ancestor. Only the latest transform of each frame is kept (no time
+interpolation): the navigator needs the current pose, and the chain's stamp — the oldest
+non-static stamp on it — is checked against `max_data_age` like an odometry stamp.
+
+Message type: where `tf2_msgs` is importable (a ROS 2 installation), `/tf` carries
+tf2_msgs/TFMessage as everywhere in ROS; with the PyPI wheels alone it does not exist, and the
+topics carry single geometry_msgs/TransformStamped messages instead (`TF_MESSAGE_TYPE`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from minivln_ros.conversions import InputError
+
+try:  # a real ROS 2 installation
+    from tf2_msgs.msg import TFMessage as TF_MESSAGE_TYPE
+    HAVE_TF2_MSGS = True
+except ImportError:  # PyPI wheels only: no tf2_msgs
+    from geometry_msgs.msg import TransformStamped as TF_MESSAGE_TYPE  # noqa: F401
+    HAVE_TF2_MSGS = False
+
+MAX_CHAIN = 64  # deeper chains are treated as loops
+
+
+# -- rigid transforms (translation (3,), quaternion (x, y, z, w)) ---------------------------------
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a * b of (x, y, z, w) quaternions."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz])
+
+
+def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate the vector v by the unit quaternion q."""
+    u, w = q[:3], q[3]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
+
+
+@dataclass(frozen=True)
+class Rigid:
+    """A rigid transform: p_parent = rotate(rotation, p_child) + translation."""
+
+    translation: np.ndarray  # (3,)
+    rotation: np.ndarray     # (4,) unit quaternion x, y, z, w
+
+    @staticmethod
+    def identity() -> Rigid:
+        return Rigid(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+
+    def __mul__(self, other: Rigid) -> Rigid:
+        """self * other: first other, then self (parent <- self <- other)."""
+        return Rigid(self.translation + quat_rotate(self.rotation, other.translation),
+                     quat_multiply(self.rotation, other.rotation))
+
+    def inverse(self) -> Rigid:
+        conj = self.rotation * np.array([-1.0, -1.0, -1.0, 1.0])
+        return Rigid(-quat_rotate(conj, self.translation), conj)
+
+    def yaw(self) -> float:
+        """Rotation about +z (ROS convention, counter-clockwise from +x)."""
+        x, y, z, w = self.rotation
+        return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+@dataclass(frozen=True)
+class _Edge:
+    parent: str
+    transform: Rigid   # child expressed in parent
+    stamp: float       # seconds; math.inf for static transforms
+
+
+def _frame(name: str) -> str:
+    return name.lstrip("/")
+
+
+class TransformTree:
+    """Latest transform of every frame to its parent; lookups compose chains through the tree."""
+
+    def __init__(self) -> None:
+        self._edges: dict[str, _Edge] = {}
+
+    def __len__(self) -> int:
+        return len(self._edges)
+
+    def set(self, parent: str, child: str, translation: Iterable[float], rotation: Iterable[float],
+            stamp: float, static: bool = False) -> None:
+        """Store the transform of `child` in `parent`; InputError for unusable values."""
+        parent, child = _frame(parent), _frame(child)
+        if not parent or not child or parent == child:
+            raise InputError("tf-frame", f"transform '{parent}' -> '{child}' needs two different frame ids")
+        t = np.asarray(list(translation), dtype=np.float64)
+        q = np.asarray(list(rotation), dtype=np.float64)
+        norm = float(np.linalg.norm(q)) if q.shape == (4,) else 0.0
+        if t.shape != (3,) or not np.all(np.isfinite(t)) or not np.all(np.isfinite(q)) or norm < 1e-6:
+            raise InputError("tf-nan", f"transform '{parent}' -> '{child}' is not finite: "
+                                       f"translation {t.tolist()}, rotation {q.tolist()}")
+        self._edges[child] = _Edge(parent, Rigid(t, q / norm), math.inf if static else float(stamp))
+
+    def _to_root(self, frame: str) -> list[tuple[str, Rigid, float]]:
+        """[(ancestor, transform of `frame` in ancestor, oldest stamp on the way)], `frame` itself first."""
+        chain = [(frame, Rigid.identity(), math.inf)]
+        while frame in self._edges:
+            if len(chain) > MAX_CHAIN:
+                raise InputError("tf-loop", f"the TF chain above '{chain[0][0]}' is a loop or deeper than {MAX_CHAIN}")
+            edge = self._edges[frame]
+            _, acc, stamp = chain[-1]
+            chain.append((edge.parent, edge.transform * acc, min(stamp, edge.stamp)))
+            frame = edge.parent
+        return chain
+
+    def lookup(self, target: str, source: str) -> tuple[Rigid, float]:
+        """(pose of `source` in `target`, oldest non-static stamp on the chain or inf).
+
+        LookupError when the two frames are not connected (yet); InputError for a loop.
+        """
+        target, source = _frame(target), _frame(source)
+        up_source = {name: (acc, stamp) for name, acc, stamp in self._to_root(source)}
+        for name, acc_target, stamp_target in self._to_root(target):
+            if name in up_source:
+                acc_source, stamp_source = up_source[name]
+                return acc_target.inverse() * acc_source, min(stamp_target, stamp_source)
+        raise LookupError(f"TF frames '{target}' and '{source}' are not connected")
+
+
+def transforms_of(msg: Any) -> list[Any]:
+    """The geometry_msgs/TransformStamped messages carried by one TF_MESSAGE_TYPE message."""
+    return list(msg.transforms) if hasattr(msg, "transforms") else [msg]
+
+
+def add_transform(tree: TransformTree, ts: Any, static: bool) -> None:
+    """Put one geometry_msgs/TransformStamped into `tree` (InputError for unusable values)."""
+    t, r = ts.transform.translation, ts.transform.rotation
+    stamp = float(ts.header.stamp.sec) + 1e-9 * float(ts.header.stamp.nanosec)
+    tree.set(ts.header.frame_id, ts.child_frame_id, (t.x, t.y, t.z), (r.x, r.y, r.z, r.w), stamp, static)
