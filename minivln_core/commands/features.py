@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from minivln_core.config import from_dict, nest, parse_override
+from minivln_core.config import build_config
 from minivln_core.errors import DataError
 
 log = logging.getLogger("minivln.features")
@@ -111,11 +111,7 @@ def extractor_from_args(args: argparse.Namespace):
         base = dataclasses.replace(base, weights_dir=str(args.weights))
     if getattr(args, "backend", None):
         base = dataclasses.replace(base, backend=args.backend)
-    overrides: dict[str, Any] = {}
-    for text in getattr(args, "set", None) or []:  # applied together: validity is checked once, at the end
-        key, value = parse_override(text)
-        overrides.update(nest(key, value))
-    config = from_dict(ExtractorConfig, overrides, base=base)
+    config = build_config(ExtractorConfig, base=base, overrides=getattr(args, "set", None) or [])
     return FeatureExtractor(config)
 
 
