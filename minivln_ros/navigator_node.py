@@ -29,8 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-import rclpy.executors
-import rclpy.logging
 from geometry_msgs.msg import PoseArray, PoseStamped
 from minivln_interfaces.msg import NavigatorStatus
 from nav_msgs.msg import Odometry, Path
@@ -43,8 +41,9 @@ from visualization_msgs.msg import MarkerArray
 from minivln_core.agent.online import OnlineNavigator, load_extractor_config, yaw_to_heading
 from minivln_ros.conversions import (InputError, panorama_from_compressed, panorama_from_image, pose_stamped,
                                      robot_pose_from_odometry, stamp_seconds, waypoints_from_pose_array)
+from minivln_ros.entry import run_node
 from minivln_ros.markers import graph_markers
-from minivln_ros.params import NAVIGATOR, NavigatorParams, ParamError, declare, validate_navigator
+from minivln_ros.params import NAVIGATOR, NavigatorParams, declare, validate_navigator
 from minivln_ros.tf_pose import TF_MESSAGE_TYPE, TransformTree, add_transform, transforms_of
 
 STATE_NAMES = {NavigatorStatus.STATE_IDLE: "idle", NavigatorStatus.STATE_NAVIGATING: "navigating",
@@ -290,25 +289,7 @@ class NavigatorNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the `navigator` executable; exit status 2 for bad parameters."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = NavigatorNode()
-        rclpy.spin(node)
-    except ParamError as err:
-        rclpy.logging.get_logger("navigator").fatal(str(err))
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except Exception as err:  # start-up data errors (DataError, ConfigError): one clear line
-        rclpy.logging.get_logger("navigator").fatal(f"{type(err).__name__}: {err}")
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node("navigator", NavigatorNode, rclpy.spin, args)
 
 
 if __name__ == "__main__":

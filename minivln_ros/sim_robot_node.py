@@ -24,8 +24,6 @@ import sys
 
 import numpy as np
 import rclpy
-import rclpy.executors
-import rclpy.logging
 from geometry_msgs.msg import PoseArray, PoseStamped
 from minivln_interfaces.msg import EpisodeResult, NavigatorStatus
 from nav_msgs.msg import Odometry
@@ -36,6 +34,7 @@ from std_msgs.msg import Header, String
 
 from minivln_core.agent.online import heading_to_yaw, yaw_to_heading
 from minivln_ros.conversions import InputError, image_from_rgb, quaternion_from_yaw, yaw_from_quaternion
+from minivln_ros.entry import run_node
 from minivln_ros.params import SIM_ROBOT, ParamError, SimRobotParams, declare, validate_sim_robot
 from minivln_ros.sim_world import SimWorld
 
@@ -179,30 +178,16 @@ class SimRobotNode(Node):
         self.pano_pub.publish(image_from_rgb(self.world.panorama(), header))
 
 
+def _spin_until_done(node: "SimRobotNode") -> None:
+    while rclpy.ok() and not node.done:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    for _ in range(5):  # let the last result reach late subscribers
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the `sim_robot` executable; exit status 2 for bad parameters."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimRobotNode()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        for _ in range(5):  # let the last result reach late subscribers
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except ParamError as err:
-        rclpy.logging.get_logger("sim_robot").fatal(str(err))
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except Exception as err:  # world data errors: one clear line
-        rclpy.logging.get_logger("sim_robot").fatal(f"{type(err).__name__}: {err}")
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node("sim_robot", SimRobotNode, _spin_until_done, args)
 
 
 if __name__ == "__main__":
