@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from minivln_core.agent.agent import NavigationAgent
+from minivln_core.agent.rollout import apply_decisions
 from minivln_core.env.expert import map_expert
 from minivln_core.models.policy import DuetPolicy
 
@@ -103,12 +104,10 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
                 if done_steps >= cfg.warmup and n_nodes >= cfg.min_nodes:
                     nodes_seen.append(n_nodes)
                 done_steps += 1
-                decision = results["teacher"].decisions[0]
-                env.decide(0)
-                env.walk(0, decision.path)
-                if decision.stop or len(times["teacher"]["step"]) >= cfg.steps:
+                remaining = apply_decisions(env, [0], results["teacher"].decisions)
+                if not remaining or len(times["teacher"]["step"]) >= cfg.steps:
                     break
-                obs = env.observation(0)
+                obs = remaining[0]
     out: dict[str, Any] = {}
     for name, agent in agents.items():
         out[name] = {"params": agent.model.num_parameters(), "step_ms": statistics.median(times[name]["step"]),
