@@ -19,3 +19,33 @@ def test_bench_reports_step_times_and_speedup(tmp_path, capsys):
     assert result["map_nodes"]["median"] >= 3 and result["machine"]["threads"] == 1
     assert out.with_suffix(".png").stat().st_size > 1000
     assert "faster" in capsys.readouterr().out
+    assert result["student_int8"]["step"]["n"] == 8 and result["int8_speedup"] > 0
+
+
+def test_int8_student_is_timed_and_agrees_with_fp32_on_a_split(tmp_path, capsys):
+    # The int8 copy is a real dynamically quantised model (int8 Linear weights), timed in the same run,
+    # and its argmax actions are compared with the fp32 student's on every step of a split.
+    import torch
+
+    from minivln_core.data.synth import SynthConfig, generate_world
+    from minivln_core.eval.agreement import action_agreement
+    from minivln_core.eval.evaluate import EvalSpec
+    from minivln_core.models import DuetPolicy, preset
+    from minivln_core.models.quantize import quantize_int8
+
+    world = tmp_path / "world"
+    generate_world(world, SynthConfig(houses=2, paths_per_house=4, reverie_per_house=0, feature_dim=32))
+    torch.manual_seed(0)
+    student = DuetPolicy(preset("tiny-student", image_feat_size=32)).eval()
+    q = quantize_int8(student)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in q.modules())
+    assert not any(type(m) is torch.nn.Linear for m in q.modules())
+    spec = EvalSpec(world, "r2r", "val_unseen", batch_size=4, max_steps=6)
+    same = action_agreement(student, student, spec)
+    assert same["agreement"] == 1.0 and same["steps"] >= same["episodes"] > 0
+    result = action_agreement(student, q, spec)
+    assert result["steps"] == same["steps"] and 0.0 <= result["agreement"] <= 1.0
+    # A different policy disagrees somewhere: the measure can fail.
+    torch.manual_seed(1)
+    other = DuetPolicy(preset("tiny-student", image_feat_size=32)).eval()
+    assert action_agreement(student, other, spec)["agreement"] < 1.0

@@ -138,7 +138,12 @@ def test_ghost_feature_is_mean_of_contributions_and_keeps_autograd():
     visited = torch.tensor([9.0, 9.0])
     gmap.set_visited_embedding("a", torch.zeros(2))
     gmap.set_visited_embedding("a", visited)           # replaced, not averaged
-    assert gmap.embedding("a") is visited
+    assert torch.equal(gmap.embedding("a"), visited)
+    y = torch.tensor([1.0, 1.0], requires_grad=True)
+    fresh = _line_map()
+    fresh.set_visited_embedding("a", y * 2.0)
+    fresh.embedding("a").sum().backward()                # the replacement keeps its own autograd path
+    torch.testing.assert_close(y.grad, torch.full((2,), 2.0))
     with pytest.raises(ValueError):
         gmap.add_ghost_embedding("a", torch.zeros(2))
     with pytest.raises(ValueError):
@@ -149,7 +154,7 @@ def test_ghost_feature_is_mean_of_contributions_and_keeps_autograd():
     # once visited, the node's own embedding takes over from the ghost mean
     gmap.update("n", np.array([0.0, 3.0, 0.0]), {}, step=1)
     gmap.set_visited_embedding("n", visited)
-    assert gmap.embedding("n") is visited
+    assert torch.equal(gmap.embedding("n"), visited)
 
 
 def test_stop_scores_and_object_predictions():

@@ -227,3 +227,21 @@ def test_incomplete_or_foreign_checkpoints_are_refused(tmp_path):
         from_pretrained(ckpt)
     with pytest.raises(DataError, match="does not exist"):
         from_pretrained(tmp_path / "missing")
+
+
+def test_cached_text_key_values_give_the_same_navigation_outputs():
+    # The agent projects the instruction's cross-attention keys/values once per episode; a step that
+    # reuses them must equal one that projects them again (padded text keys included).
+    torch.manual_seed(0)
+    model = DuetPolicy(preset("tiny-teacher", "reverie")).eval()
+    txt, _, nav_in = _inputs(model, objects=3)
+    plain = model.navigate(nav_in)
+    kv = model.text_key_values(nav_in.txt_embeds)
+    assert kv.shape == (2, 4 * model.config.num_x_layers, model.config.num_attention_heads, txt.shape[1],
+                        model.config.hidden_size // model.config.num_attention_heads)
+    nav_in.txt_kv = kv
+    cached = model.navigate(nav_in)
+    for name in ("global_logits", "local_logits", "fused_logits", "obj_logits"):
+        assert torch.allclose(getattr(plain, name), getattr(cached, name), atol=1e-5, equal_nan=True), name
+    nav_in.txt_kv = torch.zeros_like(kv)   # a wrong cache must change the outputs (the cache is used)
+    assert not torch.allclose(model.navigate(nav_in).fused_logits.nan_to_num(0), plain.fused_logits.nan_to_num(0))

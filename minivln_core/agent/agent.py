@@ -27,6 +27,7 @@ class EpisodeState:
     """What the agent keeps for one episode in progress."""
 
     txt_embeds: torch.Tensor           # (L, D) encoded once per instruction
+    txt_kv: torch.Tensor | None = None  # (S, H, L, d) its cross-attention keys/values, also once
     graph_map: GraphMap | None = None  # created on the first observation
     start: str | None = None           # viewpoint of the first observation
     step: int = 0                      # decisions made so far
@@ -82,7 +83,8 @@ class NavigationAgent:
         masks = ids != PAD_ID
         masks[:, 0] = True
         txt = self.model.encode_language(ids.to(self.device), masks.to(self.device))  # (B, L, D)
-        return [EpisodeState(txt[i, : len(e)]) for i, e in enumerate(instr_encodings)]
+        kv = self.model.text_key_values(txt)                                          # (B, S, H, L, d)
+        return [EpisodeState(txt[i, : len(e)], kv[i, :, :, : len(e)]) for i, e in enumerate(instr_encodings)]
 
     def step(self, states: Sequence[EpisodeState], observations: Sequence, feedback: Feedback = "argmax",
              expert: Expert | None = None,
@@ -111,12 +113,13 @@ class NavigationAgent:
         for i, (st, tok) in enumerate(zip(states, tokens)):
             valid = pano[i][pano_masks[i]]                                                 # (V'_i, D)
             st.graph_map.set_visited_embedding(observations[i].viewpoint, valid.mean(0))
-            for k, vp in enumerate(tok.cand_viewpoints):
-                if vp not in st.graph_map.visited:
-                    st.graph_map.add_ghost_embedding(vp, pano[i, k])
+            # Candidate tokens come first: token k observes candidate k's node (visited ones skipped).
+            st.graph_map.add_ghost_embeddings(tok.cand_viewpoints, pano[i, : len(tok.cand_viewpoints)])
         txt, txt_masks = _pad_text([st.txt_embeds for st in states])
         inputs, nodes = navigation_batch([st.graph_map for st in states], [st.start for st in states],
                                          observations, tokens, pano, pano_masks, txt, txt_masks)
+        if all(st.txt_kv is not None for st in states):
+            inputs.txt_kv = _pad_key_values([st.txt_kv for st in states], txt.shape[1])
         out = model.navigate(inputs)
         probs = torch.softmax(out.fused_logits.detach(), -1)                              # (B, N)
         obj_start = object_token_start(tokens)
@@ -168,6 +171,13 @@ def _node_index(nodes: list[str | None], target: str | None) -> int:
         return nodes.index(target)
     except ValueError:
         raise ValueError(f"expert target {target!r} is not a global node of the map") from None
+
+
+def _pad_key_values(caches: list[torch.Tensor], length: int) -> torch.Tensor:
+    """List of (S, H, L_i, d) -> (B, S, H, length, d), zeros past each L_i (those keys are masked)."""
+    if all(c.shape[2] == length for c in caches):
+        return torch.stack(caches)
+    return torch.stack([torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[2])) for c in caches])
 
 
 def _pad_text(embeds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

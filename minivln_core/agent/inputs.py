@@ -149,30 +149,32 @@ def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list
     rows = []
     obj_start = object_token_start(tokens)
     for i, (gmap, start, obs, tok) in enumerate(zip(maps, starts, observations, tokens)):
-        nodes = gmap.global_nodes()
-        n = 1 + len(nodes)
-        nodes_per_item.append([None] + nodes)
-        rows.append(gmap.embeddings(nodes))                                              # (n-1, D)
-        step_ids[i, 1:n] = gmap.step_ids(nodes)
-        pos_fts[i, 1:n] = gmap.position_features(nodes, obs.viewpoint, obs.heading, obs.elevation)
+        # All per-node work is numpy over index arrays: one position-feature call for every node of
+        # the map, from which the global tokens, the start and the candidates take their rows.
+        order = gmap.global_order()                                                       # (n-1,)
+        n = 1 + len(order)
+        nodes_per_item.append([None] + gmap.names(order))
+        rows.append(gmap.embeddings(order))                                               # (n-1, D)
+        everything = np.arange(len(gmap))
+        feats = gmap.position_features(everything, obs.viewpoint, obs.heading, obs.elevation)  # (M, 7)
+        step_ids[i, 1:n] = gmap.step_ids(order)
+        pos_fts[i, 1:n] = feats[order]
         gmasks[i, :n] = True
-        pair[i, :n, :n] = gmap.pair_distances(nodes)
-        visited_set = set(gmap.visited)
-        visited[i, 1:n] = [v in visited_set for v in nodes]
+        pair[i, :n, :n] = gmap.pair_distances(order)
+        is_visited = gmap.visited_mask(everything)                                        # (M,)
+        visited[i, 1:n] = is_visited[order]
         # Local tokens: [stop] + candidates + views (+ objects); 14-d = start rel. current ‖ candidate.
-        n_cand = len(tok.cand_viewpoints)
-        vp_pos[i, :, :7] = gmap.position_features([start], obs.viewpoint, obs.heading, obs.elevation)
-        if n_cand:
-            vp_pos[i, 1: 1 + n_cand, 7:] = gmap.position_features(
-                tok.cand_viewpoints, obs.viewpoint, obs.heading, obs.elevation)
-        nav[i, 0] = True
-        nav[i, 1: 1 + n_cand] = True
-        node_pos = {v: j for j, v in enumerate(nodes, start=1)}
-        for k, vp in enumerate(tok.cand_viewpoints, start=1):
-            if vp in visited_set:
-                cand_visited[i, k] = True
-            else:
-                node_cand[i, node_pos[vp]] = k
+        cand = gmap.indices(tok.cand_viewpoints)                                          # (K,)
+        k = len(cand)
+        vp_pos[i, :, :7] = feats[gmap.indices([start])]
+        vp_pos[i, 1: 1 + k, 7:] = feats[cand]
+        nav[i, : 1 + k] = True
+        # Global position (1-based, after [stop]) of every map node, to point nodes at candidates.
+        rank = np.empty(len(gmap), np.int64)
+        rank[order] = np.arange(1, n)
+        cand_visited[i, 1: 1 + k] = is_visited[cand]
+        fresh = np.flatnonzero(~is_visited[cand])                                         # candidate slots
+        node_cand[i, rank[cand[fresh]]] = 1 + fresh
         if tok.obj_ids:
             obj_masks[i, obj_start: obj_start + len(tok.obj_ids)] = True
     for i, r in enumerate(rows):

@@ -9,10 +9,14 @@ from pathlib import Path
 import torch
 
 from minivln_core.config import build_config
+from minivln_core.errors import ConfigError
+from minivln_core.eval.agreement import action_agreement
+from minivln_core.eval.evaluate import EvalSpec
 from minivln_core.eval.bench import BenchConfig, bench_extraction, bench_policies, environment_info
 from minivln_core.io_utils import atomic_save_figure, atomic_write_json
 from minivln_core.models import PRESETS, DuetPolicy, preset
 from minivln_core.models.checkpoint import from_pretrained
+from minivln_core.models.quantize import quantize_int8
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--student-preset", default="minivln", choices=sorted(PRESETS))
     p.add_argument("--out", default="runs/bench/bench.json", help="JSON output (the chart goes beside it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="BenchConfig override: steps, warmup, min_nodes, threads, houses, seed, vit_repeats")
+                   help="BenchConfig override: steps, warmup, min_nodes, threads, houses, seed, vit_repeats, int8, "
+                        "agreement_world, agreement_split, agreement_features, agreement_limit")
     p.set_defaults(func=run)
 
 
@@ -43,6 +48,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(BenchConfig, overrides=args.set)
     teacher, student = _policy(args.teacher, args.teacher_preset), _policy(args.student, args.student_preset)
     result = bench_policies(teacher, student, cfg)
+    if cfg.agreement_world:
+        if not cfg.int8:
+            raise ConfigError("config key 'agreement_world' needs int8: true (it compares int8 with fp32)")
+        spec = EvalSpec(Path(cfg.agreement_world), student.config.has_objects and "reverie" or "r2r",
+                        cfg.agreement_split, batch_size=16, limit=cfg.agreement_limit,
+                        features=cfg.agreement_features)
+        result["int8_agreement"] = action_agreement(student, quantize_int8(student), spec, progress=True)
     if cfg.vit_repeats:
         result["perception"] = bench_extraction(cfg.vit_repeats, cfg.threads)
     result["teacher"]["source"] = args.teacher or args.teacher_preset
@@ -56,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"teacher {t['params'] / 1e6:.1f}M: {t['step_ms']:.1f} ms/step, student {s['params'] / 1e6:.1f}M: "
           f"{s['step_ms']:.1f} ms/step -> {result['speedup']:.1f}x faster ({cfg.threads} threads, "
           f"{result['machine']['cpu']})")
+    if "student_int8" in result:
+        line = f"int8 student: {result['student_int8']['step_ms']:.1f} ms/step ({result['int8_speedup']:.2f}x fp32)"
+        if "int8_agreement" in result:
+            line += f", argmax agreement with fp32 {100 * result['int8_agreement']['agreement']:.1f}% " \
+                    f"of {result['int8_agreement']['steps']} steps"
+        print(line)
     return 0
 
 
@@ -66,12 +84,13 @@ def _chart(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    names = ["teacher", "student"]
+    names = [n for n in ("teacher", "student", "student_int8") if n in result]
     step = [result[n]["step"]["median"] for n in names]
     p90 = [result[n]["step"]["p90"] for n in names]
     lang = [result[n]["language_ms"] for n in names]
     x = range(len(names))
-    ax.bar([i - 0.2 for i in x], step, 0.4, yerr=[[0, 0], [p - m for p, m in zip(p90, step)]], label="decision step (median, p90)")
+    ax.bar([i - 0.2 for i in x], step, 0.4, yerr=[[0] * len(names), [p - m for p, m in zip(p90, step)]],
+           label="decision step (median, p90)")
     ax.bar([i + 0.2 for i in x], lang, 0.4, label="language (once per episode)")
     ax.set_xticks(list(x), [f"{n}\n{result[n]['params'] / 1e6:.1f}M" for n in names])
     ax.set(ylabel="ms", title=f"CPU time, {result['machine']['threads']} threads: {result['speedup']:.1f}x faster")

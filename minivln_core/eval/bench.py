@@ -25,6 +25,7 @@ from minivln_core.agent.agent import NavigationAgent
 from minivln_core.agent.rollout import apply_decisions
 from minivln_core.env.expert import map_expert
 from minivln_core.models.policy import DuetPolicy
+from minivln_core.models.quantize import quantize_int8
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class BenchConfig:
     houses: int = 3              # size of the generated benchmark world
     seed: int = 0
     vit_repeats: int = 0         # 36-view ViT-B/16 extractions to time (0 = skip; ~10 s each fp32)
+    int8: bool = True            # also time the dynamically int8-quantised student, interleaved
+    # Action agreement int8 vs fp32 student on a world split (needs a trained --student checkpoint
+    # whose features match the world's features/<agreement_features>.h5); None = skip.
+    agreement_world: str | None = None
+    agreement_split: str = "val_unseen"
+    agreement_features: str = "views"
+    agreement_limit: int = 0     # instructions of the split (0 = all)
 
 
 def _cpu_model() -> str:
@@ -65,11 +73,18 @@ def _world(cfg: BenchConfig, feature_dim: int, root: Path):
 
 
 def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -> dict[str, Any]:
-    """Per-step and language milliseconds of both policies on the same decisions."""
+    """Per-step and language milliseconds of the policies on the same decisions, interleaved.
+
+    Timed: the teacher, the student and (cfg.int8) the student's int8 copy. Keys `teacher`,
+    `student`, `student_int8` hold params, step_ms (median), step {median, p90, n} and language_ms;
+    `speedup` = teacher / student and `int8_speedup` = student / student_int8 step medians."""
     torch.set_num_threads(cfg.threads)
     if teacher.config.image_feat_size != student.config.image_feat_size:
         raise ValueError("teacher and student must take the same view features")
-    agents = {"teacher": NavigationAgent(teacher.eval(), 100), "student": NavigationAgent(student.eval(), 100)}
+    models = {"teacher": teacher.eval(), "student": student.eval()}
+    if cfg.int8:
+        models["student_int8"] = quantize_int8(student)
+    agents = {k: NavigationAgent(m, 100) for k, m in models.items()}
     times: dict[str, dict[str, list[float]]] = {k: {"step": [], "language": []} for k in agents}
     nodes_seen: list[int] = []
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
@@ -110,10 +125,13 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
                 obs = remaining[0]
     out: dict[str, Any] = {}
     for name, agent in agents.items():
-        out[name] = {"params": agent.model.num_parameters(), "step_ms": statistics.median(times[name]["step"]),
-                     "step": _summary(times[name]["step"]), "language_ms": statistics.median(times[name]["language"])}
+        out[name] = {"params": models[name if name != "student_int8" else "student"].num_parameters(),
+                     "step_ms": statistics.median(times[name]["step"]), "step": _summary(times[name]["step"]),
+                     "language_ms": statistics.median(times[name]["language"])}
     out["speedup"] = out["teacher"]["step_ms"] / out["student"]["step_ms"]
     out["language_speedup"] = out["teacher"]["language_ms"] / out["student"]["language_ms"]
+    if cfg.int8:
+        out["int8_speedup"] = out["student"]["step_ms"] / out["student_int8"]["step_ms"]
     out["map_nodes"] = {"median": float(np.median(nodes_seen)), "max": int(max(nodes_seen))}
     return out
 

@@ -36,12 +36,14 @@ class GraphMap:
     def __init__(self, capacity: int = 32):
         self._ids: dict[str, int] = {}
         self._nodes: list[str] = []
+        self._names = np.empty(0, dtype=object)   # (C,) node ids, for vectorised lookups
         self._adjacent: list[set[int]] = []
         self._current: int | None = None
+        # Node features, created on the first embedding: (C, D) tensors replaced out of place,
+        # so each row keeps its autograd history (visited: latest summary; ghosts: sum / count).
+        self._visited_embeds: torch.Tensor | None = None
+        self._ghost_sums: torch.Tensor | None = None
         self._allocate(max(int(capacity), 1))
-        self._visited_embeds: dict[str, torch.Tensor] = {}
-        self._ghost_sums: dict[str, torch.Tensor] = {}
-        self._ghost_counts: dict[str, int] = {}
         self._stop_scores: dict[str, float] = {}
         self._objects: dict[str, str | None] = {}
 
@@ -56,14 +58,25 @@ class GraphMap:
         np.fill_diagonal(nxt, np.arange(capacity))
         visited = np.zeros(capacity, dtype=bool)                  # (C,)
         steps = np.zeros(capacity, dtype=np.int64)                # (C,)
+        has_visited_embed = np.zeros(capacity, dtype=bool)        # (C,)
+        ghost_counts = np.zeros(capacity, dtype=np.int64)         # (C,)
+        names = np.empty(capacity, dtype=object)                  # (C,)
         if n:
             positions[:n] = self._positions[:n]
             dist[:n, :n] = self._dist[:n, :n]
             nxt[:n, :n] = self._next[:n, :n]
             visited[:n] = self._visited[:n]
             steps[:n] = self._steps[:n]
+            has_visited_embed[:n] = self._has_visited_embed[:n]
+            ghost_counts[:n] = self._ghost_counts[:n]
+            names[:n] = self._names[:n]
         self._positions, self._dist, self._next = positions, dist, nxt
-        self._visited, self._steps = visited, steps
+        self._visited, self._steps, self._names = visited, steps, names
+        self._has_visited_embed, self._ghost_counts = has_visited_embed, ghost_counts
+        if self._visited_embeds is not None and len(self._visited_embeds) < capacity:
+            pad = (0, 0, 0, capacity - len(self._visited_embeds))
+            self._visited_embeds = torch.nn.functional.pad(self._visited_embeds, pad)
+            self._ghost_sums = torch.nn.functional.pad(self._ghost_sums, pad)
 
     def _add_node(self, viewpoint: str, position: np.ndarray) -> int:
         """Index of `viewpoint`, adding it with `position` if it is new (positions never move)."""
@@ -78,6 +91,7 @@ class GraphMap:
             self._allocate(2 * index)
         self._ids[viewpoint] = index
         self._nodes.append(viewpoint)
+        self._names[index] = viewpoint
         self._adjacent.append(set())
         self._positions[index] = position
         return index
@@ -88,8 +102,19 @@ class GraphMap:
         except KeyError:
             raise KeyError(f"viewpoint '{viewpoint}' is not in the graph map") from None
 
-    def _indices(self, nodes: Sequence[str]) -> np.ndarray:
+    def _indices(self, nodes: Sequence[str] | np.ndarray) -> np.ndarray:
+        """(N,) node indices of viewpoint ids, or an index array passed through."""
+        if isinstance(nodes, np.ndarray) and nodes.dtype.kind in "iu":
+            return nodes.astype(np.int64, copy=False)
         return np.fromiter((self._index(vp) for vp in nodes), dtype=np.int64, count=len(nodes))  # (N,)
+
+    def indices(self, nodes: Sequence[str]) -> np.ndarray:
+        """(N,) int64 storage indices of `nodes`; every method taking nodes also takes such an array."""
+        return self._indices(nodes)
+
+    def names(self, index: np.ndarray) -> list[str]:
+        """Viewpoint ids of an index array."""
+        return self._names[index].tolist()
 
     # -- arrival ----------------------------------------------------------------------------
     def update(self, viewpoint: str, position: np.ndarray, neighbours: Mapping[str, np.ndarray],
@@ -151,16 +176,21 @@ class GraphMap:
     @property
     def visited(self) -> list[str]:
         """Visited nodes in first-seen order."""
-        return [vp for i, vp in enumerate(self._nodes) if self._visited[i]]
+        return self.names(np.flatnonzero(self._visited[: len(self._nodes)]))
 
     @property
     def ghosts(self) -> list[str]:
         """Unvisited (ghost) nodes in first-seen order."""
-        return [vp for i, vp in enumerate(self._nodes) if not self._visited[i]]
+        return self.names(np.flatnonzero(~self._visited[: len(self._nodes)]))
+
+    def global_order(self) -> np.ndarray:
+        """(N,) indices in global-branch order: visited nodes, then ghosts (first-seen order within each)."""
+        visited = self._visited[: len(self._nodes)]
+        return np.concatenate([np.flatnonzero(visited), np.flatnonzero(~visited)])
 
     def global_nodes(self) -> list[str]:
         """Global-branch node order: visited nodes, then ghosts (first-seen order within each)."""
-        return self.visited + self.ghosts
+        return self.names(self.global_order())
 
     def is_visited(self, viewpoint: str) -> bool:
         """True if the agent has stood at `viewpoint`."""
@@ -228,14 +258,14 @@ class GraphMap:
         out[1:, 1:] = self._dist[np.ix_(idx, idx)]
         return out
 
-    def position_features(self, nodes: Sequence[str], current: str, heading: float,
+    def position_features(self, nodes: Sequence[str] | np.ndarray, current: str | int, heading: float,
                           elevation: float) -> np.ndarray:
         """(N, 7) float32 [sin dh, cos dh, sin de, cos de, euclid/30, graph dist/30, hops/10].
 
         dh, de = direction of (node - current) minus the agent's (heading, elevation).
         """
         idx = self._indices(nodes)                                      # (N,)
-        c = self._index(current)
+        c = self._index(current) if isinstance(current, str) else int(current)
         vectors = self._positions[idx] - self._positions[c]            # (N, 3)
         node_heading, node_elevation = heading_elevation(vectors)      # (N,), (N,)
         feats = np.empty((len(idx), 7), dtype=np.float32)
@@ -246,32 +276,55 @@ class GraphMap:
         return feats
 
     # -- embeddings -----------------------------------------------------------------------
+    def _ensure_embeddings(self, like: torch.Tensor) -> None:
+        if self._visited_embeds is None:
+            size = (len(self._positions), like.shape[-1])
+            self._visited_embeds = like.new_zeros(size)    # (C, D)
+            self._ghost_sums = like.new_zeros(size)        # (C, D)
+
     def set_visited_embedding(self, viewpoint: str, embedding: torch.Tensor) -> None:
         """Replace the embedding of a visited node (its own panorama summary, (D,))."""
         if not self.is_visited(viewpoint):
             raise ValueError(f"'{viewpoint}' is a ghost; call update() on arrival before setting it")
-        self._visited_embeds[viewpoint] = embedding
+        self._ensure_embeddings(embedding)
+        index = torch.tensor([self._index(viewpoint)], device=embedding.device)
+        self._visited_embeds = self._visited_embeds.index_copy(0, index, embedding[None])
+        self._has_visited_embed[int(index)] = True
+
+    def add_ghost_embeddings(self, viewpoints: Sequence[str], embeddings: torch.Tensor) -> None:
+        """Add one observation (K, D) of each of K nodes; visited ones are skipped (keeps autograd)."""
+        idx = self._indices(viewpoints)                                                  # (K,)
+        keep = ~self._visited[idx]
+        if not keep.any():
+            return
+        self._ensure_embeddings(embeddings)
+        rows = torch.from_numpy(np.flatnonzero(keep)).to(embeddings.device)
+        index = torch.from_numpy(idx[keep]).to(embeddings.device)
+        self._ghost_sums = self._ghost_sums.index_add(0, index, embeddings.index_select(0, rows))
+        np.add.at(self._ghost_counts, idx[keep], 1)
 
     def add_ghost_embedding(self, viewpoint: str, embedding: torch.Tensor) -> None:
         """Add one observation (D,) of an unvisited node to its running mean (keeps autograd)."""
         if self.is_visited(viewpoint):
             raise ValueError(f"'{viewpoint}' is visited; ghost contributions are only for unvisited nodes")
-        total = self._ghost_sums.get(viewpoint)
-        self._ghost_sums[viewpoint] = embedding if total is None else total + embedding
-        self._ghost_counts[viewpoint] = self._ghost_counts.get(viewpoint, 0) + 1
+        self.add_ghost_embeddings([viewpoint], embedding[None])
 
     def embedding(self, viewpoint: str) -> torch.Tensor:
         """(D,) node feature: the visited embedding, else the mean of the ghost contributions."""
-        if viewpoint in self._visited_embeds:
-            return self._visited_embeds[viewpoint]
-        if viewpoint in self._ghost_sums:
-            return self._ghost_sums[viewpoint] / self._ghost_counts[viewpoint]
-        self._index(viewpoint)  # KeyError if the node is unknown altogether
-        raise KeyError(f"node '{viewpoint}' has no embedding yet")
+        return self.embeddings([viewpoint])[0]
 
-    def embeddings(self, nodes: Sequence[str]) -> torch.Tensor:
-        """(N, D) stacked node features in the order of `nodes`."""
-        return torch.stack([self.embedding(vp) for vp in nodes])
+    def embeddings(self, nodes: Sequence[str] | np.ndarray) -> torch.Tensor:
+        """(N, D) node features in the order of `nodes` (ids or an index array)."""
+        idx = self._indices(nodes)
+        has_visited, counts = self._has_visited_embed[idx], self._ghost_counts[idx]
+        missing = ~has_visited & (counts == 0)
+        if missing.any() or self._visited_embeds is None:
+            raise KeyError(f"node '{self._nodes[int(idx[np.argmax(missing)])]}' has no embedding yet")
+        index = torch.from_numpy(idx).to(self._visited_embeds.device)
+        ghosts = self._ghost_sums.index_select(0, index) / torch.from_numpy(
+            np.maximum(counts, 1)).to(self._ghost_sums)[:, None]                        # (N, D)
+        use_visited = torch.from_numpy(has_visited).to(index.device)[:, None]
+        return torch.where(use_visited, self._visited_embeds.index_select(0, index), ghosts)
 
     # -- stop scores and object predictions -------------------------------------------------
     def set_stop_score(self, viewpoint: str, probability: float) -> None:

@@ -136,9 +136,18 @@ class CrossModalEncoder(nn.Module):
             text = new_text
         return visual, text
 
-    def forward(self, visual, visual_mask, text, text_mask, trace: Trace | None = None) -> torch.Tensor:
-        for layer in self.x_layers:
-            visual, cross_scores, self_scores = layer(visual, visual_mask, text, text_mask, trace is not None)
+    def text_key_values(self, text: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's cross-attention keys/values of the text (B, L, D) -> [(B, H, L, d) x 2] per layer.
+
+        The instruction does not change during an episode, so the agent computes these once and
+        passes them back at every step (`text_kv`) instead of re-projecting L tokens per layer."""
+        return [layer.cross_attention.att.key_values(text) for layer in self.x_layers]
+
+    def forward(self, visual, visual_mask, text, text_mask, trace: Trace | None = None,
+                text_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+        for i, layer in enumerate(self.x_layers):
+            visual, cross_scores, self_scores = layer(visual, visual_mask, text, text_mask, trace is not None,
+                                                      None if text_kv is None else text_kv[i])
             if trace is not None:
                 trace.hidden.append(visual)
                 trace.scores.append(self_scores)
@@ -162,7 +171,7 @@ class GlobalMapEncoder(nn.Module):
         self.sprel_linear = nn.Linear(1, 1) if config.graph_sprels else None
 
     def forward(self, txt_embeds, txt_masks, node_embeds, step_ids, pos_fts, masks, pair_dists,
-                trace: Trace | None = None, update_text: bool = False):
+                trace: Trace | None = None, update_text: bool = False, text_kv=None):
         """node_embeds (B, N, D) with zeros at [stop]; step_ids (B, N); pos_fts (B, N, 7);
         masks (B, N) bool; pair_dists (B, N, N) metres. Returns (B, N, D), and with
         `update_text` (pretraining MLM) also the text stream (B, L, D)."""
@@ -176,7 +185,7 @@ class GlobalMapEncoder(nn.Module):
             mask = key_mask + bias.unsqueeze(1)  # (B, 1, N, N): the map's own self-attention only
         if update_text:
             return self.encoder.forward_both(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype), key_mask)
-        return self.encoder(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype), trace)
+        return self.encoder(x, mask, txt_embeds, additive_mask(txt_masks, x.dtype), trace, text_kv)
 
 
 class LocalEncoder(nn.Module):
@@ -190,12 +199,13 @@ class LocalEncoder(nn.Module):
         self.encoder = CrossModalEncoder(config)
 
     def forward(self, txt_embeds, txt_masks, vp_embeds, pos_fts, masks, trace: Trace | None = None,
-                update_text: bool = False):
+                update_text: bool = False, text_kv=None):
         """vp_embeds (B, 1+V, D) with zeros at [stop]; pos_fts (B, 1+V, 14); masks (B, 1+V).
         Returns (B, 1+V, D), and with `update_text` (pretraining MLM) also the text stream."""
         x = vp_embeds + self.vp_pos_embeddings(pos_fts)
         if trace is not None:
             trace.embedding = x
-        run = self.encoder.forward_both if update_text else self.encoder
         args = (x, additive_mask(masks, x.dtype), txt_embeds, additive_mask(txt_masks, x.dtype))
-        return run(*args) if update_text else run(*args, trace)
+        if update_text:
+            return self.encoder.forward_both(*args)
+        return self.encoder(*args, trace, text_kv)

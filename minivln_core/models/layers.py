@@ -45,11 +45,16 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, d)
 
-    def forward(self, hidden: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None,
-                return_scores: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def key_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context (B, Lk, Dc) -> keys and values (B, H, Lk, d): cacheable when the context is fixed."""
+        return self._heads(self.key(context)), self._heads(self.value(context))
+
+    def forward(self, hidden: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None,
+                return_scores: bool = False,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`kv` = key_values(context) computed earlier (the instruction's, once per episode)."""
         q = self._heads(self.query(hidden))    # (B, H, Lq, d)
-        k = self._heads(self.key(context))     # (B, H, Lk, d)
-        v = self._heads(self.value(context))   # (B, H, Lk, d)
+        k, v = self.key_values(context) if kv is None else kv  # (B, H, Lk, d) each
         b, _, lq, _ = q.shape
         if return_scores:
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, H, Lq, Lk)
@@ -87,8 +92,8 @@ class AttentionBlock(nn.Module):
         self.att = Attention(config, ctx_dim)
         self.output = AddNorm(config.hidden_size, config)
 
-    def forward(self, hidden, context, mask, return_scores=False):
-        ctx, scores = self.att(hidden, context, mask, return_scores)
+    def forward(self, hidden, context, mask, return_scores=False, kv=None):
+        ctx, scores = self.att(hidden, context, mask, return_scores, kv)
         return self.output(ctx, hidden), scores
 
 
@@ -153,8 +158,9 @@ class CrossModalLayer(nn.Module):
             self.lang_self_attention = AttentionBlock(config)
             self.lang_ffn = FeedForward(config)
 
-    def forward(self, visual, visual_mask, text, text_mask, return_scores=False):
-        visual, cross_scores = self.cross_attention(visual, text, text_mask, return_scores)
+    def forward(self, visual, visual_mask, text, text_mask, return_scores=False, text_kv=None):
+        """text_kv: this layer's cached (keys, values) of `text`, (B, H, L, d) each, or None."""
+        visual, cross_scores = self.cross_attention(visual, text, text_mask, return_scores, text_kv)
         visual, self_scores = self.self_attention(visual, visual, visual_mask, return_scores)
         return self.ffn(visual), cross_scores, self_scores
 

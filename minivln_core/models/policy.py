@@ -44,6 +44,8 @@ class NavigationInputs:
                                         #   unvisited node, 0 if the node is not a current candidate
     vp_cand_visited: torch.Tensor       # (B, 1+V) bool: candidate tokens whose node is visited
     vp_obj_masks: torch.Tensor | None = None  # (B, 1+V) bool, object tokens (REVERIE)
+    txt_kv: torch.Tensor | None = None  # (B, S, H, L, d) `DuetPolicy.text_key_values(txt_embeds)`, cached
+                                        #   per episode; None = projected from txt_embeds here
 
 
 @dataclass
@@ -109,6 +111,24 @@ class DuetPolicy(nn.Module):
             trace.embedding = embeds
         return self.lang_encoder(embeds, txt_masks, trace)
 
+    def text_key_values(self, txt_embeds: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) encoded instruction -> (B, S, H, L, d) cross-attention keys and values of every
+        cross-modal layer, S = 4 * num_x_layers ordered [global k0, v0, k1, v1, ..., local k0, v0, ...].
+
+        They depend on the instruction only, so the agent computes them once per episode and
+        navigation steps reuse them (`NavigationInputs.txt_kv`) with identical results."""
+        pairs = (self.global_encoder.encoder.text_key_values(txt_embeds)
+                 + self.local_encoder.encoder.text_key_values(txt_embeds))
+        return torch.stack([t for kv in pairs for t in kv], 1)
+
+    def _split_kv(self, txt_kv: torch.Tensor | None) -> tuple[list | None, list | None]:
+        """(B, S, H, L, d) -> per-layer (k, v) lists of the global and the local encoder."""
+        if txt_kv is None:
+            return None, None
+        n = self.config.num_x_layers
+        pairs = [(txt_kv[:, 2 * i], txt_kv[:, 2 * i + 1]) for i in range(2 * n)]
+        return pairs[:n], pairs[n:]
+
     # -- mode: panorama ----------------------------------------------------------------------
     def encode_panorama(self, view_img_fts: torch.Tensor, view_loc_fts: torch.Tensor,
                         view_nav_types: torch.Tensor, view_masks: torch.Tensor,
@@ -134,10 +154,11 @@ class DuetPolicy(nn.Module):
         """Global and local cross-modal encoding, prediction heads and dynamic fusion."""
         x = inputs
         tr = {"global": Trace(), "local": Trace()} if traces else {}
+        global_kv, local_kv = self._split_kv(x.txt_kv)
         g = self.global_encoder(x.txt_embeds, x.txt_masks, x.gmap_img_embeds, x.gmap_step_ids, x.gmap_pos_fts,
-                                x.gmap_masks, x.gmap_pair_dists, tr.get("global"))   # (B, N, D)
+                                x.gmap_masks, x.gmap_pair_dists, tr.get("global"), text_kv=global_kv)  # (B, N, D)
         loc = self.local_encoder(x.txt_embeds, x.txt_masks, x.vp_img_embeds, x.vp_pos_fts, x.vp_masks,
-                                 tr.get("local"))                                     # (B, 1+V, D)
+                                 tr.get("local"), text_kv=local_kv)                   # (B, 1+V, D)
         if self.sap_fuse_linear is not None:
             w = torch.sigmoid(self.sap_fuse_linear(torch.cat([g[:, 0], loc[:, 0]], -1))).squeeze(-1)  # (B,)
         else:

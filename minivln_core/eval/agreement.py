@@ -1,0 +1,55 @@
+"""Do two policies decide alike? Per-step argmax agreement on an evaluation split.
+
+Used to check a faster copy of a policy (the int8 student) against the original: both agents see
+the same observations in lockstep; the reference's greedy decisions drive the episodes, and the
+candidate, kept on the same trajectory (its map sees the same observations), is asked at every
+step which action it would take. The maps are identical, so both choose among the same nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from minivln_core.agent.agent import NavigationAgent
+from minivln_core.agent.rollout import apply_decisions
+from minivln_core.eval.evaluate import EvalSpec, build_env
+from minivln_core.models.policy import DuetPolicy
+
+
+def action_agreement(reference: DuetPolicy, candidate: DuetPolicy, spec: EvalSpec,
+                     progress: bool = False) -> dict[str, Any]:
+    """Fraction of decisions where candidate's argmax equals reference's, over every episode of `spec`."""
+    env = build_env(spec)
+    ref, cand = NavigationAgent(reference.eval(), spec.max_steps), NavigationAgent(candidate.eval(), spec.max_steps)
+    steps = agree = episodes = whole = 0
+    with torch.inference_mode(), tqdm(total=len(env.episodes), desc="agreement", unit="ep", disable=not progress,
+                                      leave=False) as bar:
+        for observations in env.iterate_once():
+            encodings = [obs.episode.instr_encoding for obs in observations]
+            ref_states, cand_states = ref.begin(encodings), cand.begin(encodings)
+            all_agree = {obs.index: True for obs in observations}
+            active, current = [obs.index for obs in observations], list(observations)
+            while active:
+                res = ref.step([ref_states[i] for i in active], current)
+                chosen = {i: (None if d.action == 0 else nodes[d.action])
+                          for i, d, nodes in zip(active, res.decisions, res.nodes)}
+                other = cand.step([cand_states[i] for i in active], current, feedback="teacher",
+                                  expert=lambda st, obs: chosen[obs.index])
+                if other.nodes != res.nodes:
+                    raise RuntimeError("reference and candidate maps differ on the same observations")
+                mine = other.outputs.fused_logits.argmax(-1).tolist()
+                for i, d, a in zip(active, res.decisions, mine):
+                    same = int(a) == d.action
+                    agree += same
+                    all_agree[i] &= same
+                steps += len(active)
+                current = apply_decisions(env, active, res.decisions)
+                active = [obs.index for obs in current]
+            episodes += len(observations)
+            whole += sum(all_agree.values())
+            bar.update(len(observations))
+    return {"split": spec.split, "episodes": episodes, "steps": steps, "agreeing_steps": agree,
+            "agreement": agree / max(steps, 1), "episodes_fully_agreeing": whole / max(episodes, 1)}
