@@ -23,8 +23,11 @@ COMMAND_MODULES = [
     "minivln_core.commands.evaluate",
     "minivln_core.commands.pretrain",
     "minivln_core.commands.finetune",
+    "minivln_core.commands.distill_pretrain",
+    "minivln_core.commands.ablation",
     "minivln_core.commands.bench",
     "minivln_core.commands.ros_demo",
+    "minivln_core.commands.replay",
 ]
 
 

@@ -1,19 +1,77 @@
-"""Atomic file writes: a crash never leaves a half-written file under the final name."""
+"""Atomic file writes: a crash never leaves a half-written file under the final name.
+
+A file is written as `.<name>.<pid>.<8 random characters>.tmp` beside its target, then renamed
+over it. A process killed mid-write leaves that temporary behind; the next write of the same
+target removes it (`remove_stale_temporaries`): only files of that exact name pattern for that
+target, and only when the process that wrote them has ended (its pid no longer runs on this
+machine), so concurrent writers are never disturbed. Temporaries of the earlier naming, without a
+pid (`.<name>.<8 random characters>.tmp`), are removed once older than LEGACY_STALE_SECONDS.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
+LEGACY_STALE_SECONDS = 3600.0  # a write that has not finished in an hour has been killed
+_RANDOM = "[a-z0-9_]{8}"       # tempfile's random part
+
+
+def _running(pid: int) -> bool:
+    """True if process `pid` exists on this machine (or cannot be asked about)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it runs, under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporaries of `path` left by killed writes (see the module docstring); the paths deleted."""
+    path = Path(path)
+    name = re.escape(path.name)
+    with_pid = re.compile(rf"\.{name}\.([0-9]+)\.{_RANDOM}\.tmp")
+    legacy = re.compile(rf"\.{name}\.{_RANDOM}\.tmp")
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(f".{path.name}."):
+            continue
+        match = with_pid.fullmatch(entry.name)
+        try:
+            if match:
+                pid = int(match.group(1))
+                stale = pid != os.getpid() and not _running(pid)
+            else:
+                stale = bool(legacy.fullmatch(entry.name)) and \
+                    time.time() - entry.stat().st_mtime > LEGACY_STALE_SECONDS
+            if stale and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+                removed.append(entry)
+        except OSError:  # gone already, or not ours to delete
+            continue
+    return removed
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` for a temporary file beside `path`, fsync it, then rename over `path`."""
+    """Call `write(tmp_path)` for a temporary file beside `path`, fsync it, then rename over `path`.
+
+    Temporaries of `path` left by killed writes are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

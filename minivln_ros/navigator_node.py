@@ -13,9 +13,17 @@ The robot pose comes from `odom` (nav_msgs/Odometry in the map frame, `pose_sour
 from TF (`pose_source: tf`): the map_frame -> base_frame chain composed from `/tf` and
 `/tf_static` by `minivln_ros.tf_pose.TransformTree`.
 
-Bad input never stops the node: each kind of problem is logged once (with what was wrong) and
-the message is dropped; `dropped` counts every dropped message by kind and `warned` the warnings
-logged per kind (always 1 for a kind that occurred).
+Bad input never stops the node: the message is dropped and reported once with its reason. The
+first message of each kind of problem is a warning, later ones are debug lines (`dropped input
+[kind]: reason` every time), and every `drop_report_period` seconds one warning sums up the
+dropped messages by kind. `dropped` counts every dropped message by kind, `warned` the warnings
+per kind (always 1 for a kind that occurred) and `received` every message by topic.
+
+Stamps: a panorama, waypoint set, odometry pose or dynamic transform stamped more than
+`max_data_age` in the past (stale) or in the future, or older than the one held (out of
+order), is dropped. Work stays bounded under bursts: callbacks only convert and keep the latest
+input of each topic (topic queues are KEEP_LAST `qos_depth`), and at most one decision runs per
+timer tick, only when the robot has reached its last goal.
 
 Run: `python -m minivln_ros.navigator_node --ros-args --params-file config/navigator.yaml`.
 """
@@ -39,8 +47,10 @@ from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from minivln_core.agent.online import OnlineNavigator, load_extractor_config, yaw_to_heading
-from minivln_ros.conversions import (InputError, panorama_from_compressed, panorama_from_image, pose_stamped,
-                                     robot_pose_from_odometry, stamp_seconds, waypoints_from_pose_array)
+from minivln_core.ros_inputs import (InputError, check_age, check_order, instruction_text, panorama_from_compressed,
+                                     panorama_from_image, robot_pose_from_odometry, stamp_seconds,
+                                     waypoints_from_pose_array)
+from minivln_ros.conversions import pose_stamped
 from minivln_ros.entry import run_node
 from minivln_ros.markers import graph_markers
 from minivln_ros.params import NAVIGATOR, NavigatorParams, declare, validate_navigator
@@ -68,9 +78,12 @@ class NavigatorNode(Node):
         p = self.p
         extractor = load_extractor_config(p.checkpoint, p.features_file or None, p.vit_weights_dir or None)
         self.navigator = OnlineNavigator.from_checkpoint(p.checkpoint, extractor, max_steps=p.max_steps,
-                                                         place_tolerance=p.place_tolerance, threads=p.threads)
+                                                         place_tolerance=p.place_tolerance, threads=p.threads,
+                                                         cache_size=p.feature_cache_size, int8=p.int8)
         self.dropped: Counter[str] = Counter()   # dropped messages by kind of problem
         self.warned: Counter[str] = Counter()    # warnings logged by kind (once each)
+        self.received: Counter[str] = Counter()  # messages received by topic
+        self._unreported: Counter[str] = Counter()  # drops since the last summary
         self.tf = TransformTree()
         self._pano: Stamped | None = None
         self._waypoints: Stamped | None = None
@@ -107,7 +120,8 @@ class NavigatorNode(Node):
         self.status_pub = self.create_publisher(NavigatorStatus, p.status_topic, latched)
         self.path_pub = self.create_publisher(Path, p.path_topic, latched)
         self.markers_pub = self.create_publisher(MarkerArray, p.markers_topic, latched)
-        self.create_timer(0.05, self._tick)
+        self.create_timer(p.tick_period, self._tick)
+        self.create_timer(p.drop_report_period, self._report_drops)
         self._publish_status()
         pose_from = p.odom_topic if p.pose_source == "odom" else f"TF {p.map_frame} -> {p.base_frame}"
         self.get_logger().info(f"ready: checkpoint {p.checkpoint}, pose from {pose_from}, "
@@ -119,32 +133,35 @@ class NavigatorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _drop(self, err: InputError) -> None:
-        """Count a dropped input; log each kind of problem once as a warning (then at debug level)."""
+        """Count a dropped input and report it once: a warning for the first of its kind, else debug."""
         self.dropped[err.kind] += 1
+        self._unreported[err.kind] += 1
         if self.warned[err.kind]:
-            self.get_logger().debug(f"dropped input: {err}")
+            self.get_logger().debug(f"dropped input [{err.kind}]: {err}")
         else:
             self.warned[err.kind] += 1
-            self.get_logger().warning(f"dropped input ({err.kind}, reported once): {err}")
+            self.get_logger().warning(f"dropped input [{err.kind}]: {err} (first of its kind; the next ones are "
+                                      f"summed up every {self.p.drop_report_period:g} s)")
 
-    def _fresh(self, stamp: float, what: str) -> bool:
-        if self._now() - stamp > self.p.max_data_age:
-            self._drop(InputError(f"{what}-stale", f"{what} stamped {self._now() - stamp:.1f} s ago, older than "
-                                                   f"max_data_age={self.p.max_data_age}"))
-            return False
-        return True
+    def _report_drops(self) -> None:
+        """Warn with the number of inputs dropped by kind since the last summary (if any)."""
+        if not self._unreported:
+            return
+        counts = ", ".join(f"{kind} x{n}" for kind, n in sorted(self._unreported.items()))
+        self.get_logger().warning(f"dropped {sum(self._unreported.values())} inputs in the last "
+                                  f"{self.p.drop_report_period:g} s: {counts}")
+        self._unreported.clear()
+
+    def _check_stamp(self, stamp: float, what: str, held: Stamped | None) -> None:
+        """InputError if `stamp` is stale, in the future or older than the input held."""
+        check_age(stamp, self._now(), self.p.max_data_age, what)
+        check_order(stamp, None if held is None else held.stamp, what)
 
     # -- inputs -------------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:
-        text = msg.data
+        self.received["instruction"] += 1
         try:
-            if "\ufffd" in text:  # rclpy decodes invalid UTF-8 with replacement characters
-                raise InputError("instruction-utf8", "instruction is not valid UTF-8")
-            if len(text) > self.p.max_instruction_chars:
-                raise InputError("instruction-long", f"instruction has {len(text)} characters, more than "
-                                                     f"max_instruction_chars={self.p.max_instruction_chars}")
-            if not text.strip():
-                raise InputError("instruction-empty", "instruction is empty")
+            text = instruction_text(msg.data, self.p.max_instruction_chars)
             self.navigator.begin(text)
         except InputError as err:
             self._drop(err)
@@ -160,41 +177,47 @@ class NavigatorNode(Node):
         self._publish_status()
 
     def _on_image(self, msg: Image) -> None:
+        self.received["panorama"] += 1
         try:
-            self._set_pano(panorama_from_image(msg, self.p.max_pano_width), stamp_seconds(msg.header))
+            self._pano = self._stamped(panorama_from_image(msg, self.p.max_pano_width), msg, "panorama", self._pano)
         except InputError as err:
             self._drop(err)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
+        self.received["compressed_panorama"] += 1
         try:
-            self._set_pano(panorama_from_compressed(msg, self.p.max_pano_width), stamp_seconds(msg.header))
+            self._pano = self._stamped(panorama_from_compressed(msg, self.p.max_pano_width), msg, "panorama",
+                                       self._pano)
         except InputError as err:
             self._drop(err)
 
-    def _set_pano(self, pano: np.ndarray, stamp: float) -> None:
-        if self._fresh(stamp, "panorama"):
-            self._pano = Stamped(pano, stamp)
+    def _stamped(self, value: object, msg: object, what: str, held: Stamped | None) -> Stamped:
+        stamp = stamp_seconds(msg.header)
+        self._check_stamp(stamp, what, held)
+        return Stamped(value, stamp)
 
     def _on_waypoints(self, msg: PoseArray) -> None:
+        self.received["waypoints"] += 1
         try:
             wps = waypoints_from_pose_array(msg, self.p.map_frame, self.p.max_waypoints)
+            self._waypoints = self._stamped(wps, msg, "waypoints", self._waypoints)
         except InputError as err:
             self._drop(err)
-            return
-        if self._fresh(stamp_seconds(msg.header), "waypoints"):
-            self._waypoints = Stamped(wps, stamp_seconds(msg.header))
 
     def _on_odom(self, msg: Odometry) -> None:
+        self.received["odom"] += 1
         try:
-            pose = robot_pose_from_odometry(msg, self.p.map_frame)
+            self._pose = self._stamped(robot_pose_from_odometry(msg, self.p.map_frame), msg, "odometry", self._pose)
         except InputError as err:
             self._drop(err)
-            return
-        self._pose = Stamped(pose, stamp_seconds(msg.header))
 
     def _on_tf(self, msg: object, static: bool) -> None:
+        self.received["tf_static" if static else "tf"] += 1
         for ts in transforms_of(msg):
             try:
+                if not static:
+                    check_age(stamp_seconds(ts.header), self._now(), self.p.max_data_age, "tf", stale=False,
+                              name=f"transform '{ts.header.frame_id}' -> '{ts.child_frame_id}'")
                 add_transform(self.tf, ts, static)
             except InputError as err:
                 self._drop(err)
@@ -271,9 +294,18 @@ class NavigatorNode(Node):
 
     def _finish(self, state: int, message: str) -> None:
         self._state, self._message = state, message  # the finished episode's map stays for the status
-        log = self.get_logger().info if state == NavigatorStatus.STATE_ARRIVED else self.get_logger().warning
-        log(f"episode {self._episode} {STATE_NAMES[state]}: {message}")
+        # two call sites: rclpy refuses one call site that logs at two severities (ValueError)
+        if state == NavigatorStatus.STATE_ARRIVED:
+            self.get_logger().info(f"episode {self._episode} {STATE_NAMES[state]}: {message}")
+        else:
+            self.get_logger().warning(f"episode {self._episode} {STATE_NAMES[state]}: {message}")
         self._publish_status()
+
+    def destroy_node(self) -> None:
+        """Log the totals of received and dropped messages, then destroy the node."""
+        self.get_logger().info(f"received {dict(sorted(self.received.items()))}; dropped "
+                               f"{dict(sorted(self.dropped.items()))}")
+        super().destroy_node()
 
     def _publish_status(self) -> None:
         msg = NavigatorStatus(header=Header(frame_id=self.p.map_frame, stamp=self.get_clock().now().to_msg()))

@@ -39,6 +39,7 @@ class NavigatorParams:
     vit_weights_dir: str
     features_file: str
     threads: int
+    int8: bool
     max_steps: int
     place_tolerance: float
     arrival_tolerance: float
@@ -47,6 +48,9 @@ class NavigatorParams:
     max_instruction_chars: int
     max_pano_width: int
     max_waypoints: int
+    feature_cache_size: int
+    drop_report_period: float
+    tick_period: float
     map_frame: str
     instruction_topic: str
     panorama_topic: str
@@ -71,6 +75,8 @@ NAVIGATOR = {
     "features_file": Spec("", "view feature file whose 'extractor_config' attribute gives the extractor "
                               "settings, used when the checkpoint has no extractor.json"),
     "threads": Spec(0, "torch intra-op threads (0 = torch default)", 0, 256),
+    "int8": Spec(False, "run the policy dynamically int8-quantised (faster on a CPU; `minivln bench` measures "
+                        "its speed and argmax agreement with fp32)"),
     "max_steps": Spec(15, "decisions per episode before a forced stop", 1, 1000),
     "place_tolerance": Spec(0.5, "metres within which two positions are the same place", 0.01, 10.0),
     "arrival_tolerance": Spec(0.5, "metres within which the robot has reached a goal", 0.01, 10.0),
@@ -79,6 +85,11 @@ NAVIGATOR = {
     "max_instruction_chars": Spec(2000, "longest accepted instruction (characters)", 1, 100000),
     "max_pano_width": Spec(8192, "widest accepted panorama (pixels)", 24, 32768),
     "max_waypoints": Spec(64, "most waypoints accepted in one PoseArray", 1, 10000),
+    "feature_cache_size": Spec(512, "places whose ViT features are kept (LRU) across episodes; bounds the "
+                                    "navigator's memory", 0, 1_000_000),
+    "drop_report_period": Spec(10.0, "seconds between warnings that sum up the dropped inputs by reason", 0.1, 86400.0),
+    "tick_period": Spec(0.05, "seconds between checks whether a decision is due (at most one decision per tick)",
+                        0.001, 1.0),
     "map_frame": Spec("map", "frame of goals, waypoints and odometry poses"),
     "instruction_topic": Spec("instruction", "std_msgs/String instructions (a new one preempts)"),
     "panorama_topic": Spec("panorama", "sensor_msgs/Image equirectangular panorama (rgb8/bgr8)"),
@@ -126,6 +137,13 @@ class SimRobotParams:
     status_topic: str
     result_topic: str
     qos_depth: int
+    record: str
+    record_storage: str
+    survey: bool
+    survey_scan: str
+    survey_bag: str
+    episodes_file: str
+    connectivity: str
 
 
 SIM_ROBOT = {
@@ -152,6 +170,14 @@ SIM_ROBOT = {
     "status_topic": Spec("navigator_status", "minivln_interfaces/NavigatorStatus from the navigator"),
     "result_topic": Spec("episode_result", "minivln_interfaces/EpisodeResult scores"),
     "qos_depth": Spec(5, "history depth of every topic", 1, 1000),
+    "record": Spec("", "record a rosbag2 bag of the navigator's inputs and outputs into this new folder "
+                       "(empty = no recording)"),
+    "record_storage": Spec("mcap", "storage of the recorded bag: mcap or sqlite3"),
+    "survey": Spec(False, "visit every place of survey_scan once (heading 0) instead of playing episodes"),
+    "survey_scan": Spec("", "building to survey; empty = the scan of episode first_episode"),
+    "survey_bag": Spec("", "play the building recorded in this survey bag instead of rendering the world"),
+    "episodes_file": Spec("", "survey_bag: R2R episodes to play; empty = the world's annotations of split"),
+    "connectivity": Spec("", "survey_bag: connectivity folder; empty = <world>/connectivity"),
 }
 
 T = TypeVar("T")
@@ -212,6 +238,31 @@ def validate_sim_robot(p: SimRobotParams) -> None:
     if p.pano_width % 12:
         raise ParamError(f"parameter 'pano_width' must be a multiple of 12, got {p.pano_width}")
     _check_names(p, "map_frame")
+    _validate_sim_robot_bags(p)
+
+
+def _validate_sim_robot_bags(p: SimRobotParams) -> None:
+    """sim_robot's recording, survey and survey-bag parameters."""
+    from minivln_core.replay.config import STORAGES
+
+    if p.record_storage not in STORAGES:
+        raise ParamError(f"parameter 'record_storage' must be one of {', '.join(STORAGES)}, got {p.record_storage!r}")
+    if p.record and Path(p.record).exists():
+        raise ParamError(f"parameter 'record': {p.record} exists already (a bag is recorded into a new folder)")
+    if p.survey and p.survey_bag:
+        raise ParamError("parameters 'survey' (record a building) and 'survey_bag' (play one) exclude each other")
+    if p.survey_bag:
+        if not Path(p.survey_bag).is_dir():
+            raise ParamError(f"parameter 'survey_bag': {p.survey_bag} is not a bag folder")
+        for name in ("episodes_file", "connectivity"):
+            if not getattr(p, name) and not p.world:
+                raise ParamError(f"parameter '{name}' (or 'world') is required with 'survey_bag'")
+        if p.episodes_file and not Path(p.episodes_file).is_file():
+            raise ParamError(f"parameter 'episodes_file': {p.episodes_file} does not exist")
+        if p.connectivity and not Path(p.connectivity).is_dir():
+            raise ParamError(f"parameter 'connectivity': {p.connectivity} is not a folder")
+    elif p.episodes_file or p.connectivity:
+        raise ParamError("parameters 'episodes_file' and 'connectivity' are only used with 'survey_bag'")
 
 
 def _check_names(p: Any, frame_field: str) -> None:

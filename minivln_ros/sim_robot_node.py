@@ -5,7 +5,8 @@ positions of the navigable neighbours (`navigable_waypoints`) and its pose (`odo
 map frame; on a `goal_pose` it travels (after `travel_time`) to the viewpoint at the goal and
 publishes the new observations. Episodes come from the world's annotations; when the navigator
 reports the episode finished (`navigator_status`), the episode is scored with the core metrics
-and published as `minivln_interfaces/EpisodeResult` (and printed as one JSON line).
+and published as `minivln_interfaces/EpisodeResult` (and printed as one JSON line, with the
+trajectory and goals).
 
 Headings are kept on the 30-degree view grid (the start heading is snapped): see
 `minivln_ros.sim_world` for why panoramas then equal the training features exactly.
@@ -14,6 +15,17 @@ Without a `world` parameter the robot plays the embedded world (the default synt
 `minivln pipeline` with its rendered ViT features), built on first use into `world_cache` by
 `minivln_core.embedded_world.ensure_embedded_world` (minutes on 2 cores; later starts reuse it).
 
+Bags (docs/replay.md):
+* `record: DIR` records a rosbag2 bag (`record_storage` mcap or sqlite3) of the navigator's inputs
+  and outputs as this node sees them: what it publishes (instruction, panorama, waypoints,
+  odometry) and what it receives (goal_pose, navigator_status; the instruction too when another
+  node publishes it), written from the callbacks with the node clock's time. The bag is closed
+  (metadata.yaml written) when the node shuts down, also on Ctrl-C or SIGTERM.
+* `survey: true` plays no episodes: it visits every place of one building (`survey_scan`) once,
+  heading 0, publishing (and recording) its observations, then stops — a survey bag.
+* `survey_bag: DIR` plays a building from a survey bag instead of rendering it
+  (`minivln_core.replay.survey.SurveyWorld`): the closed-loop replay over ROS.
+
 Run: `python -m minivln_ros.sim_robot_node --ros-args --params-file config/sim_robot.yaml`.
 """
 
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -29,11 +42,14 @@ from minivln_interfaces.msg import EpisodeResult, NavigatorStatus
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from minivln_core.agent.online import heading_to_yaw, yaw_to_heading
-from minivln_ros.conversions import InputError, image_from_rgb, quaternion_from_yaw, yaw_from_quaternion
+from minivln_core.agent.online import heading_to_yaw
+from minivln_core.replay import messages as bag_types
+from minivln_core.ros_inputs import InputError, goal_from_pose_stamped
+from minivln_ros.conversions import image_from_rgb, quaternion_from_yaw
 from minivln_ros.entry import run_node
 from minivln_ros.params import SIM_ROBOT, ParamError, SimRobotParams, declare, validate_sim_robot
 from minivln_ros.sim_world import SimWorld
@@ -42,20 +58,17 @@ FINISHED = (NavigatorStatus.STATE_ARRIVED, NavigatorStatus.STATE_FAILED)
 
 
 class SimRobotNode(Node):
-    """Plays episodes of a world: observations out, goals in, scores out."""
+    """Plays episodes of a world (or surveys it): observations out, goals in, scores out; records a bag."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_robot", **kwargs)
         self.p: SimRobotParams = declare(self, SIM_ROBOT, SimRobotParams)
         validate_sim_robot(self.p)
         p = self.p
-        world = p.world or self._embedded_world()
-        self.world = SimWorld(world, p.task, p.split, pano_width=p.pano_width, goal_tolerance=p.goal_tolerance)
-        last = len(self.world.episodes) if p.num_episodes == 0 else p.first_episode + p.num_episodes
-        self.queue = list(range(p.first_episode, min(last, len(self.world.episodes))))
-        if not self.queue:
-            raise ParamError(f"parameter 'first_episode': {p.first_episode} is past the {len(self.world.episodes)} "
-                             f"episodes of {p.split}")
+        self.recorder = None
+        self.world = self._survey_world() if p.survey_bag else SimWorld(
+            p.world or self._embedded_world(), p.task, p.split, pano_width=p.pano_width,
+            goal_tolerance=p.goal_tolerance)
         self.done = False
         self.results: list[dict] = []
         self._navigator_episode: int | None = None
@@ -67,10 +80,32 @@ class SimRobotNode(Node):
         self.pano_pub = self.create_publisher(Image, p.panorama_topic, qos)
         self.waypoints_pub = self.create_publisher(PoseArray, p.waypoints_topic, qos)
         self.odom_pub = self.create_publisher(Odometry, p.odom_topic, qos)
+        if p.survey:
+            self._survey_places = self._survey_start()
+        else:
+            last = len(self.world.episodes) if p.num_episodes == 0 else p.first_episode + p.num_episodes
+            self.queue = list(range(p.first_episode, min(last, len(self.world.episodes))))
+            if not self.queue:
+                raise ParamError(f"parameter 'first_episode': {p.first_episode} is past the "
+                                 f"{len(self.world.episodes)} episodes of {p.split}")
+        if p.record:
+            from minivln_core.replay.bag import BagRecorder
+
+            self.recorder = BagRecorder(p.record, p.record_storage)
+            self.get_logger().info(f"recording into {p.record} ({p.record_storage})")
+        if p.survey:
+            self.create_timer(max(p.travel_time, 1e-3), self._survey_next)
+            return
         self.instruction_pub = self.create_publisher(String, p.instruction_topic, latched)
         self.result_pub = self.create_publisher(EpisodeResult, p.result_topic, latched)
-        self.create_subscription(PoseStamped, p.goal_topic, self._on_goal, qos)
-        self.create_subscription(NavigatorStatus, p.status_topic, self._on_status, latched)
+        self.goal_sub = self.create_subscription(PoseStamped, p.goal_topic, self._on_goal, qos)
+        # deeper than the latched publisher so a recording keeps every status of quick successions
+        self.status_sub = self.create_subscription(NavigatorStatus, p.status_topic, self._on_status, QoSProfile(
+            depth=p.qos_depth, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        if self.recorder is not None and not p.publish_instruction:  # record the instructions others send
+            self.instruction_sub = self.create_subscription(
+                String, p.instruction_topic,
+                lambda msg: self._record(self.instruction_sub.topic_name, bag_types.STRING, msg), qos)
         self.create_timer(p.republish_period, self.publish_observations)
         self.create_timer(0.1, self._maybe_instruct)
         self._start_next()
@@ -87,6 +122,68 @@ class SimRobotNode(Node):
                                f"{world / 'features' / 'views_vit.h5'} if the checkpoint has no extractor.json)")
         return str(world)
 
+    def _survey_world(self):
+        """The building recorded in `survey_bag`, with the episodes of `episodes_file` (or the world's split)."""
+        from minivln_core.data.r2r import load_r2r
+        from minivln_core.data.world import WorldPaths
+        from minivln_core.replay.config import BagTopics, ReplayConfig
+        from minivln_core.replay.survey import load_survey_world
+
+        p = self.p
+        episodes = p.episodes_file or str(WorldPaths(Path(p.world)).annotations(p.task, p.split))
+        config = ReplayConfig(topics=BagTopics(panorama=p.panorama_topic, waypoints=p.waypoints_topic,
+                                               odom=p.odom_topic), map_frame=p.map_frame,
+                              match_tolerance=p.goal_tolerance)
+        world = load_survey_world(p.survey_bag, load_r2r(episodes, tokenize=False),
+                                  p.connectivity or str(Path(p.world) / "connectivity"), config, progress=False)
+        self.get_logger().info(f"playing scan {world.survey.scan} from survey bag {p.survey_bag}: "
+                               f"{len(world.survey.places)} of {len(world.graph)} places recorded, "
+                               f"{len(world.episodes)} episode(s)")
+        return world
+
+    # -- recording ------------------------------------------------------------------------------
+    def _record(self, topic: str, msgtype: str, msg: object) -> None:
+        if self.recorder is not None:
+            self.recorder.write(topic, msgtype, self.get_clock().now().nanoseconds, serialize_message(msg))
+
+    def _publish(self, pub, msgtype: str, msg: object) -> None:
+        pub.publish(msg)
+        self._record(pub.topic_name, msgtype, msg)
+
+    def destroy_node(self) -> None:
+        """Close the bag (writes metadata.yaml), then destroy the node."""
+        if self.recorder is not None and not self.recorder.closed:
+            self.recorder.close()
+            counts = ", ".join(f"{t} x{n}" for t, n in sorted(self.recorder.counts.items()))
+            self.get_logger().info(f"bag {self.p.record} closed: {counts or 'no messages'}")
+        super().destroy_node()
+
+    # -- survey ---------------------------------------------------------------------------------
+    def _survey_start(self) -> list[str]:
+        """Stand in the surveyed building (`survey_scan`, else the first episode's) and list its places."""
+        p = self.p
+        scan = p.survey_scan or self.world.episode(p.first_episode).scan
+        episode = next((ep for ep in self.world.episodes if ep.scan == scan), None)
+        if episode is None:
+            raise ParamError(f"parameter 'survey_scan': {scan!r} has no episode in split {p.split} (buildings: "
+                             f"{', '.join(sorted(self.world.graphs))})")
+        self.world.start(episode)
+        places = list(self.world.graph.viewpoints)
+        self.get_logger().info(f"surveying scan {scan}: {len(places)} places")
+        return places
+
+    def _survey_next(self) -> None:
+        """Publish the observations of the next place (heading 0); done after the last one."""
+        if self.done:
+            return
+        if not self._survey_places:
+            self.get_logger().info("survey done")
+            self.done = True
+            return
+        cur = self.world.current
+        cur.viewpoint, cur.heading = self._survey_places.pop(0), 0.0
+        self.publish_observations()
+
     # -- episodes -----------------------------------------------------------------------------
     def _start_next(self) -> None:
         index = self.queue.pop(0)
@@ -101,10 +198,11 @@ class SimRobotNode(Node):
         if (not self.p.publish_instruction or self._instruction_sent or self.done
                 or self.instruction_pub.get_subscription_count() == 0 or self.pano_pub.get_subscription_count() == 0):
             return
-        self.instruction_pub.publish(String(data=self.world.current.episode.instruction))
+        self._publish(self.instruction_pub, bag_types.STRING, String(data=self.world.current.episode.instruction))
         self._instruction_sent = True
 
     def _on_status(self, msg: NavigatorStatus) -> None:
+        self._record(self.status_sub.topic_name, bag_types.NAVIGATOR_STATUS, msg)
         if self.done:
             return
         if msg.state == NavigatorStatus.STATE_NAVIGATING and msg.episode_id != self._navigator_episode:
@@ -122,9 +220,10 @@ class SimRobotNode(Node):
         result.spl, result.ndtw = float(scores["spl"]), float(scores["ndtw"])
         result.trajectory, result.goals = list(cur.trajectory), list(cur.goals)
         self.result_pub.publish(result)
-        record = {"instr_id": cur.episode.instr_id, "state": status.state_name, "success": result.success,
-                  "ne": round(result.navigation_error, 2), "spl": round(result.spl, 3),
-                  "ndtw": round(result.ndtw, 3), "steps": status.step, "goals": result.goals}
+        record = {"instr_id": cur.episode.instr_id, "scan": cur.episode.scan, "state": status.state_name,
+                  "success": result.success, "ne": round(result.navigation_error, 2), "spl": round(result.spl, 3),
+                  "ndtw": round(result.ndtw, 3), "steps": status.step, "goals": result.goals,
+                  "trajectory": result.trajectory}
         self.results.append(record)
         print(json.dumps(record), flush=True)
         self._navigator_episode = None
@@ -135,11 +234,9 @@ class SimRobotNode(Node):
 
     # -- motion -------------------------------------------------------------------------------
     def _on_goal(self, msg: PoseStamped) -> None:
+        self._record(self.goal_sub.topic_name, bag_types.POSE_STAMPED, msg)
         try:
-            if msg.header.frame_id.lstrip("/") != self.p.map_frame:
-                raise InputError("goal-frame", f"goal in frame '{msg.header.frame_id}', expected '{self.p.map_frame}'")
-            position = np.array([msg.pose.position.x, msg.pose.position.y, msg.pose.position.z])
-            heading = yaw_to_heading(yaw_from_quaternion(msg.pose.orientation))
+            position, heading = goal_from_pose_stamped(msg, self.p.map_frame)
             if self.world.viewpoint_at(position) is None:
                 raise InputError("goal-far", f"no viewpoint near goal {np.round(position, 2).tolist()}")
         except (InputError, ValueError) as err:
@@ -173,9 +270,9 @@ class SimRobotNode(Node):
             pose.position.x, pose.position.y, pose.position.z = (float(v) for v in wp)
             pose.orientation.w = 1.0
             waypoints.poses.append(pose)
-        self.odom_pub.publish(odom)
-        self.waypoints_pub.publish(waypoints)
-        self.pano_pub.publish(image_from_rgb(self.world.panorama(), header))
+        self._publish(self.odom_pub, bag_types.ODOMETRY, odom)
+        self._publish(self.waypoints_pub, bag_types.POSE_ARRAY, waypoints)
+        self._publish(self.pano_pub, bag_types.IMAGE, image_from_rgb(self.world.panorama(), header))
 
 
 def _spin_until_done(node: "SimRobotNode") -> None:

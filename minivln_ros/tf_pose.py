@@ -8,6 +8,11 @@ through the nearest common ancestor. Only the latest transform of each frame is 
 interpolation): the navigator needs the current pose, and the chain's stamp — the oldest
 non-static stamp on it — is checked against `max_data_age` like an odometry stamp.
 
+Bad transforms are refused with an InputError, never stored: non-finite values, a transform
+older than the one held for its frame (out of order), a new frame beyond MAX_FRAMES (a flood
+of made-up frame ids cannot grow the tree without bound) and, for received messages
+(`add_transform`), a parent link that would close a loop or make a chain deeper than MAX_CHAIN.
+
 Message type: where `tf2_msgs` is importable (a ROS 2 installation), `/tf` carries
 tf2_msgs/TFMessage as everywhere in ROS; with the PyPI wheels alone it does not exist, and the
 topics carry single geometry_msgs/TransformStamped messages instead (`TF_MESSAGE_TYPE`).
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from minivln_ros.conversions import InputError
+from minivln_core.ros_inputs import InputError, check_order, stamp_seconds
 
 try:  # a real ROS 2 installation
     from tf2_msgs.msg import TFMessage as TF_MESSAGE_TYPE
@@ -31,7 +36,8 @@ except ImportError:  # PyPI wheels only: no tf2_msgs
     from geometry_msgs.msg import TransformStamped as TF_MESSAGE_TYPE  # noqa: F401
     HAVE_TF2_MSGS = False
 
-MAX_CHAIN = 64  # deeper chains are treated as loops
+MAX_CHAIN = 64     # deeper chains are treated as loops
+MAX_FRAMES = 1000  # frames the tree keeps; transforms of further new frames are refused
 
 
 # -- rigid transforms (translation (3,), quaternion (x, y, z, w)) ---------------------------------
@@ -110,7 +116,26 @@ class TransformTree:
         if t.shape != (3,) or not np.all(np.isfinite(t)) or not np.all(np.isfinite(q)) or norm < 1e-6:
             raise InputError("tf-nan", f"transform '{parent}' -> '{child}' is not finite: "
                                        f"translation {t.tolist()}, rotation {q.tolist()}")
+        held = self._edges.get(child)
+        if held is None and len(self._edges) >= MAX_FRAMES:
+            raise InputError("tf-frames", f"transform of a new frame '{child}' refused: the tree already holds "
+                                          f"{MAX_FRAMES} frames")
+        if not static and held is not None and not math.isinf(held.stamp):
+            check_order(stamp, held.stamp, "tf", name=f"transform '{parent}' -> '{child}'")
         self._edges[child] = _Edge(parent, Rigid(t, q / norm), math.inf if static else float(stamp))
+
+    def would_loop(self, parent: str, child: str) -> bool:
+        """True if making `parent` the parent of `child` closes a loop or a chain deeper than MAX_CHAIN."""
+        frame, child = _frame(parent), _frame(child)
+        if not frame or not child or frame == child:
+            return False  # `set` refuses these with its own reason
+        for _ in range(MAX_CHAIN):
+            if frame == child:
+                return True
+            if frame not in self._edges:
+                return False
+            frame = self._edges[frame].parent
+        return True
 
     def _to_root(self, frame: str) -> list[tuple[str, Rigid, float]]:
         """[(ancestor, transform of `frame` in ancestor, oldest stamp on the way)], `frame` itself first."""
@@ -144,7 +169,10 @@ def transforms_of(msg: Any) -> list[Any]:
 
 
 def add_transform(tree: TransformTree, ts: Any, static: bool) -> None:
-    """Put one geometry_msgs/TransformStamped into `tree` (InputError for unusable values)."""
+    """Put one geometry_msgs/TransformStamped into `tree` (InputError for unusable values or a loop)."""
     t, r = ts.transform.translation, ts.transform.rotation
-    stamp = float(ts.header.stamp.sec) + 1e-9 * float(ts.header.stamp.nanosec)
+    stamp = stamp_seconds(ts.header)
+    if tree.would_loop(ts.header.frame_id, ts.child_frame_id):
+        raise InputError("tf-loop", f"transform '{ts.header.frame_id}' -> '{ts.child_frame_id}' would close a loop "
+                                    f"or a chain deeper than {MAX_CHAIN} frames")
     tree.set(ts.header.frame_id, ts.child_frame_id, (t.x, t.y, t.z), (r.x, r.y, r.z, r.w), stamp, static)

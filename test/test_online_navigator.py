@@ -22,12 +22,7 @@ from minivln_core.perception.panorama import encode_panorama
 from minivln_core.perception.vit import FeatureExtractor
 from minivln_ros.sim_world import SimWorld
 
-from fixtures_online import DIM, EXTRACTOR, MAX_STEPS, SPLIT, build_online_fixture, offline_goals
-
-
-@pytest.fixture(scope="module")
-def online(tmp_path_factory) -> dict[str, Path]:
-    return build_online_fixture(tmp_path_factory.mktemp("online"))
+from fixtures_online import DIM, EXTRACTOR, MAX_STEPS, SPLIT, offline_goals
 
 
 def make_navigator(ckpt: Path) -> OnlineNavigator:
@@ -146,3 +141,14 @@ def test_extractor_settings(online, tmp_path) -> None:
     with pytest.raises(ConfigError, match="image_feat_size"):
         OnlineNavigator.from_checkpoint(ckpt, ExtractorConfig(image_size=32, patch_size=8, hidden_size=8,
                                                               num_layers=1, num_heads=2, intermediate_size=16))
+
+
+def test_int8_navigator_runs_a_quantised_policy(online) -> None:
+    # The navigator's `int8` parameter: the same checkpoint, its Linear layers dynamically int8-quantised.
+    ckpt = online["checkpoint"]
+    nav = OnlineNavigator.from_checkpoint(ckpt, load_extractor_config(ckpt), max_steps=MAX_STEPS, int8=True)
+    modules = list(nav.agent.model.modules())
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    assert not any(type(m) is torch.nn.Linear for m in modules)
+    plain = make_navigator(ckpt)
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in plain.agent.model.modules())

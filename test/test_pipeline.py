@@ -12,7 +12,8 @@ TINY = ["--set", "world.houses=3", "--set", "world.paths_per_house=6", "--set", 
         "--set", "extractor.num_layers=1", "--set", "extractor.num_heads=2", "--set", "extractor.intermediate_size=32",
         "--set", "pretrain.loop.steps=2", "--set", "pretrain.batch_size=2", "--set", "pretrain.eval_limit=2",
         "--set", "finetune.loop.steps=2", "--set", "finetune.batch_size=2", "--set", "finetune.eval_limit=2",
-        "--set", "max_steps=5", "--quiet"]
+        "--set", "max_steps=5", "--set", "ablation.budget.pretrain_steps=2", "--set", "ablation.budget.finetune_steps=2",
+        "--set", "ablation.budget.batch_size=2", "--set", "threads=1", "--quiet"]
 
 
 def test_pipeline_writes_a_report_and_resumes(tmp_path, capsys):
@@ -32,6 +33,9 @@ def test_pipeline_writes_a_report_and_resumes(tmp_path, capsys):
     assert (tmp_path / "teacher" / "finetune" / "best" / "model.safetensors").exists()
     assert json.loads((tmp_path / "teacher" / "finetune" / "best" / "extractor.json").read_text())["hidden_size"] == 16
     assert "| shortest-path expert | val_unseen |" in capsys.readouterr().out
+    ablation = json.loads((tmp_path / "ablation" / "ablation.json").read_text())
+    assert report["ablation"]["goals"] == ablation["goals"] and len(ablation["results"]) == 10
+    assert (tmp_path / "ablation" / "student" / "two-stage" / "best" / "extractor.json").exists()
     # A second run reuses the world and the features and resumes (finished) training.
     stamps = [(tmp_path / p).stat().st_mtime_ns for p in ("world/world.json", "world/features/views_vit.h5")]
     assert main(["pipeline", "--out", str(tmp_path), *TINY]) == 0

@@ -6,65 +6,47 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # never send DDS traffic off the loopback
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_loopback.xml"))
-
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("minivln_interfaces.msg", reason="messages not built: run scripts/build_interfaces.sh")
 
-from geometry_msgs.msg import Pose, PoseArray, PoseStamped  # noqa: E402
+from geometry_msgs.msg import PoseArray, PoseStamped  # noqa: E402
 from minivln_interfaces.msg import EpisodeResult, NavigatorStatus  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Header, String  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
 
 from minivln_core.agent.online import heading_to_yaw  # noqa: E402
-from minivln_ros.conversions import image_from_rgb, quaternion_from_yaw  # noqa: E402
+from minivln_core.ros_launch import node_command, ros_environment, stop_process  # noqa: E402
+from minivln_ros.conversions import image_from_rgb  # noqa: E402
 from minivln_ros.sim_world import SimWorld  # noqa: E402
 
-from fixtures_online import MAX_STEPS, SPLIT, build_online_fixture, offline_goals  # noqa: E402
+from fixtures_online import MAX_STEPS, SPLIT, offline_goals  # noqa: E402
+from fixtures_ros import (LATCHED, RELIABLE, header, now_seconds, place_messages, pose_array,  # noqa: E402
+                          spin_until, transform)
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-@pytest.fixture(scope="module")
-def online(tmp_path_factory) -> dict[str, Path]:
-    return build_online_fixture(tmp_path_factory.mktemp("ros"))
+REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
-
-def ros_env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ, ROS_LOG_DIR=str(tmp / "roslog"), PYTHONUNBUFFERED="1")
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    return env
-
-
-def spin_until(executor, predicate, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        executor.spin_once(timeout_sec=0.05)
-    return predicate()
+def test_ros_tests_run_in_a_private_domain(ros_context, tmp_path) -> None:
+    """conftest.py gives the session its own ROS_DOMAIN_ID: rclpy and the nodes it starts use it, and a
+    session starting now, even from the same id, gets another one."""
+    domain = int(os.environ["ROS_DOMAIN_ID"])
+    assert 1 <= domain <= 101 and ros_context.get_domain_id() == domain
+    env = ros_environment(tmp_path / "roslog")
+    assert env["ROS_DOMAIN_ID"] == str(domain) and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    other = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import conftest; "
+                            "print(conftest.claim_domain_id(conftest.DOMAIN_LOCKS, int(sys.argv[2])))",
+                            str(REPO / "test"), str(domain)], capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0, other.stderr
+    assert 1 <= int(other.stdout) <= 101 and int(other.stdout) != domain
 
 
 class Probe:
@@ -85,19 +67,17 @@ class Probe:
         return self.statuses[-1] if self.statuses else None
 
 
-def test_closed_loop_matches_offline_rollout(online, context, tmp_path) -> None:
+def test_closed_loop_matches_offline_rollout(online, ros_context, tmp_path) -> None:
     """sim_robot + navigator as separate processes: the goals equal the offline rollout's."""
-    env = ros_env(tmp_path)
-    nav = subprocess.Popen([sys.executable, "-m", "minivln_ros.navigator_node", "--ros-args", "--params-file",
-                            str(REPO / "config" / "navigator.yaml"), "-p", f"checkpoint:={online['checkpoint']}",
-                            "-p", f"max_steps:={MAX_STEPS}"], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    sim = subprocess.Popen([sys.executable, "-m", "minivln_ros.sim_robot_node", "--ros-args", "--params-file",
-                            str(REPO / "config" / "sim_robot.yaml"), "-p", f"world:={online['world']}",
-                            "-p", "publish_instruction:=false", "-p", "travel_time:=0.1"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    executor = SingleThreadedExecutor(context=context)
-    probe = Probe(context, executor)
+    env = ros_environment(tmp_path / "roslog")
+    with open(tmp_path / "nodes.log", "w") as log:  # a file, not an unread pipe that could fill and block a node
+        nav = subprocess.Popen(node_command("navigator", {"checkpoint": online["checkpoint"], "max_steps": MAX_STEPS}),
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+        sim = subprocess.Popen(node_command("sim_robot", {"world": online["world"], "publish_instruction": False,
+                                                          "travel_time": 0.1}),
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    executor = SingleThreadedExecutor(context=ros_context)
+    probe = Probe(ros_context, executor)
     try:
         episode = SimWorld(online["world"], split=SPLIT).episodes[0]
         assert spin_until(executor, lambda: probe.instruction.get_subscription_count() >= 1
@@ -118,9 +98,7 @@ def test_closed_loop_matches_offline_rollout(online, context, tmp_path) -> None:
         assert sim.wait(timeout=20) == 0  # exit_when_done after the one episode
     finally:
         for proc in (sim, nav):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=10)
+            stop_process(proc)
         probe.node.destroy_node()
 
 
@@ -130,9 +108,8 @@ def test_closed_loop_matches_offline_rollout(online, context, tmp_path) -> None:
     ("place_tolerance:=-1.0", "place_tolerance"),
 ])
 def test_bad_parameters_exit_with_a_clear_message(online, tmp_path, override, expected) -> None:
-    args = [sys.executable, "-m", "minivln_ros.navigator_node", "--ros-args", "--params-file",
-            str(REPO / "config" / "navigator.yaml"), "-p", f"checkpoint:={online['checkpoint']}", "-p", override]
-    proc = subprocess.run(args, env=ros_env(tmp_path), capture_output=True, text=True, timeout=60)
+    args = node_command("navigator", {"checkpoint": online["checkpoint"]}) + ["-p", override]
+    proc = subprocess.run(args, env=ros_environment(tmp_path / "roslog"), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert expected in proc.stdout + proc.stderr
 
@@ -146,37 +123,23 @@ class Robot:
         self.waypoints = node.create_publisher(PoseArray, "navigable_waypoints", RELIABLE)
         self.odom = node.create_publisher(Odometry, "odom", RELIABLE)
 
-    def header(self, frame: str = "map", age: float = 0.0) -> Header:
-        now = self.node.get_clock().now().nanoseconds * 1e-9 - age
-        h = Header(frame_id=frame)
-        h.stamp.sec, h.stamp.nanosec = int(now), int((now % 1) * 1e9)
-        return h
-
     def publish(self, frame: str = "map", age: float = 0.0, pano=None, position=None) -> None:
-        header = self.header(frame, age)
-        odom = Odometry(header=header)
-        pos = self.world.position() if position is None else position
-        odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = (float(v) for v in pos)
-        odom.pose.pose.orientation = quaternion_from_yaw(heading_to_yaw(self.world.heading()))
-        wps = PoseArray(header=header)
-        for wp in self.world.waypoints():
-            pose = Pose()
-            pose.position.x, pose.position.y, pose.position.z = (float(v) for v in wp)
-            wps.poses.append(pose)
+        """The place's odometry, waypoints and panorama (or `pano`), in `frame`, stamped `age` s ago."""
+        odom, waypoints, image = place_messages(self.world, now_seconds(self.node) - age, frame, position)
         self.odom.publish(odom)
-        self.waypoints.publish(wps)
-        self.pano.publish(pano if pano is not None else image_from_rgb(self.world.panorama(), header))
+        self.waypoints.publish(waypoints)
+        self.pano.publish(pano if pano is not None else image)
 
 
-def test_bad_input_is_dropped_and_preemption(online, context) -> None:
+def test_bad_input_is_dropped_and_preemption(online, ros_context) -> None:
     from minivln_ros.navigator_node import NavigatorNode
 
-    executor = SingleThreadedExecutor(context=context)
-    node = NavigatorNode(context=context, parameter_overrides=[
+    executor = SingleThreadedExecutor(context=ros_context)
+    node = NavigatorNode(context=ros_context, parameter_overrides=[
         Parameter("checkpoint", value=str(online["checkpoint"])), Parameter("max_steps", value=MAX_STEPS),
         Parameter("max_instruction_chars", value=200), Parameter("max_data_age", value=2.0)])
     executor.add_node(node)
-    probe = Probe(context, executor)
+    probe = Probe(ros_context, executor)
     world = SimWorld(online["world"], split=SPLIT)
     world.start(world.episodes[0])
     robot = Robot(probe.node, world)
@@ -196,12 +159,12 @@ def test_bad_input_is_dropped_and_preemption(online, context) -> None:
         # a good instruction, then bad observations: wrong encoding, wrong size, NaN pose, other frame, stale
         probe.instruction.publish(String(data=world.current.episode.instruction))
         assert spin_until(executor, lambda: probe.last().episode_id == 1, 10)
-        header = robot.header()
-        mono = Image(header=header, height=384, width=768, encoding="mono8", step=768, data=bytes(768 * 384))
+        now = header(now_seconds(probe.node))
+        mono = Image(header=now, height=384, width=768, encoding="mono8", step=768, data=bytes(768 * 384))
         robot.publish(pano=mono)
-        robot.publish(pano=image_from_rgb(np.zeros((100, 100, 3), np.uint8), header))
+        robot.publish(pano=image_from_rgb(np.zeros((100, 100, 3), np.uint8), now))
         robot.publish(position=np.array([math.nan, 0.0, 0.0]), pano=mono)
-        robot.publish(frame="odom")
+        robot.publish(frame="odom", pano=mono)  # the pano stays bad: a good one would complete the inputs
         robot.publish(age=30.0)
         spin_until(executor, lambda: False, 1.0)
         assert not probe.goals and probe.last().step == 0 and probe.last().state_name == "navigating"
@@ -227,19 +190,7 @@ def test_bad_input_is_dropped_and_preemption(online, context) -> None:
         probe.node.destroy_node()
 
 
-def tf_message(header: Header, child: str, xyz, yaw: float):
-    """One transform as the navigator's TF message type (TFMessage, or TransformStamped without tf2_msgs)."""
-    from geometry_msgs.msg import TransformStamped
-
-    from minivln_ros.tf_pose import HAVE_TF2_MSGS, TF_MESSAGE_TYPE
-
-    ts = TransformStamped(header=header, child_frame_id=child)
-    ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = (float(v) for v in xyz)
-    ts.transform.rotation = quaternion_from_yaw(yaw)
-    return TF_MESSAGE_TYPE(transforms=[ts]) if HAVE_TF2_MSGS else ts
-
-
-def test_compressed_panorama_and_tf_pose(online, context) -> None:
+def test_compressed_panorama_and_tf_pose(online, ros_context) -> None:
     """JPEG panoramas on panorama/compressed and the pose from a map -> odom -> base_link TF chain."""
     import cv2
     from sensor_msgs.msg import CompressedImage
@@ -247,12 +198,12 @@ def test_compressed_panorama_and_tf_pose(online, context) -> None:
     from minivln_ros.navigator_node import NavigatorNode
     from minivln_ros.tf_pose import TF_MESSAGE_TYPE
 
-    executor = SingleThreadedExecutor(context=context)
-    node = NavigatorNode(context=context, parameter_overrides=[
+    executor = SingleThreadedExecutor(context=ros_context)
+    node = NavigatorNode(context=ros_context, parameter_overrides=[
         Parameter("checkpoint", value=str(online["checkpoint"])), Parameter("max_steps", value=MAX_STEPS),
         Parameter("pose_source", value="tf")])
     executor.add_node(node)
-    probe = Probe(context, executor)
+    probe = Probe(ros_context, executor)
     world = SimWorld(online["world"], split=SPLIT)
     world.start(world.episodes[0])
     robot = Robot(probe.node, world)
@@ -268,26 +219,22 @@ def test_compressed_panorama_and_tf_pose(online, context) -> None:
         odom_shift, odom_yaw = np.array([1.0, 2.0, 0.0]), math.pi / 2
         rel = target - odom_shift  # base_link in odom = R(-90 deg) (target - shift)
         in_odom = np.array([rel[1], -rel[0], rel[2]])
-        tf_static.publish(tf_message(robot.header(), "odom", odom_shift, odom_yaw))
-        tf.publish(tf_message(robot.header("odom"), "base_link", in_odom, heading_to_yaw(heading) - odom_yaw))
-        tf.publish(tf_message(robot.header("odom"), "base_link", [math.nan, 0, 0], 0.0))
+        tf_static.publish(transform("map", "odom", odom_shift, odom_yaw, now_seconds(probe.node)))
+        tf.publish(transform("odom", "base_link", in_odom, heading_to_yaw(heading) - odom_yaw, now_seconds(probe.node)))
+        tf.publish(transform("odom", "base_link", [math.nan, 0, 0], 0.0, now_seconds(probe.node)))
         assert spin_until(executor, lambda: node.robot_pose() is not None and node.dropped["tf-nan"] == 1, 10)
         position, got_heading = node.robot_pose().value
         assert np.allclose(position, target) and math.isclose(math.cos(got_heading - heading), 1.0)
         probe.instruction.publish(String(data=world.current.episode.instruction))
         assert spin_until(executor, lambda: probe.last().episode_id == 1, 10)
-        header = robot.header()
+        stamp = now_seconds(probe.node)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(world.panorama(), cv2.COLOR_RGB2BGR))
         assert ok
-        compressed.publish(CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.tobytes()))
-        compressed.publish(CompressedImage(header=header, format="jpeg", data=b"not a jpeg"))
-        wps = PoseArray(header=header)
-        for wp in world.waypoints():
-            pose = Pose()
-            pose.position.x, pose.position.y, pose.position.z = (float(v) for v in wp)
-            wps.poses.append(pose)
-        robot.waypoints.publish(wps)
-        tf.publish(tf_message(robot.header("odom"), "base_link", in_odom, heading_to_yaw(heading) - odom_yaw))
+        compressed.publish(CompressedImage(header=header(stamp), format="rgb8; jpeg compressed bgr8",
+                                           data=jpeg.tobytes()))
+        compressed.publish(CompressedImage(header=header(stamp), format="jpeg", data=b"not a jpeg"))
+        robot.waypoints.publish(pose_array(world.waypoints(), stamp))
+        tf.publish(transform("odom", "base_link", in_odom, heading_to_yaw(heading) - odom_yaw, now_seconds(probe.node)))
         assert spin_until(executor, lambda: probe.last().step == 1, 20), "no decision on the compressed panorama"
         assert probe.last().num_map_nodes == 1 + len(world.waypoints())
         assert node.dropped["compressed-data"] == 1 and node.warned["compressed-data"] == 1
@@ -310,14 +257,14 @@ def test_launch_description() -> None:
     assert launch_ros is not None
 
 
-def test_sim_robot_without_world_uses_the_embedded_world(online, context, tmp_path, monkeypatch) -> None:
+def test_sim_robot_without_world_uses_the_embedded_world(online, ros_context, tmp_path, monkeypatch) -> None:
     """world:='' -> sim_robot asks minivln_core.embedded_world for the cached world (built on first use)."""
     import minivln_core.embedded_world as embedded
     from minivln_ros.sim_robot_node import SimRobotNode
 
     calls: list[str] = []
     monkeypatch.setattr(embedded, "ensure_embedded_world", lambda cache: calls.append(cache) or online["world"])
-    node = SimRobotNode(context=context, parameter_overrides=[
+    node = SimRobotNode(context=ros_context, parameter_overrides=[
         Parameter("world_cache", value=str(tmp_path / "cache")), Parameter("split", value=SPLIT)])
     try:
         assert calls == [str(tmp_path / "cache")]
@@ -329,8 +276,8 @@ def test_sim_robot_without_world_uses_the_embedded_world(online, context, tmp_pa
 def test_ros_demo_smoke(tmp_path) -> None:
     """`minivln ros-demo` without arguments: tiny world, two ROS processes, one scored episode (~20 s)."""
     proc = subprocess.run([sys.executable, "-m", "minivln_core", "ros-demo", "--max-steps", "3", "--timeout", "90",
-                           "--workdir", str(tmp_path)], env=ros_env(tmp_path), capture_output=True, text=True,
-                          timeout=150)
+                           "--workdir", str(tmp_path)], env=ros_environment(tmp_path / "roslog"), capture_output=True,
+                          text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "[ros-demo] 1 episode(s)" in proc.stdout
     assert any(line.startswith('{"instr_id"') for line in proc.stdout.splitlines())

@@ -38,17 +38,21 @@ def panorama_tokens(obs) -> PanoramaTokens:
     """Tokens of the current node of one observation (see the module docstring for the order)."""
     feats = np.asarray(obs.view_features, dtype=np.float32)  # (36, F)
     cands = list(obs.candidates)
-    used = {c.view_index for c in cands}
-    rest = [ix for ix in range(NUM_VIEWS) if ix not in used]
-    cand_h = np.array([c.heading for c in cands], dtype=np.float64)
-    cand_e = np.array([c.elevation for c in cands], dtype=np.float64)
-    heads = np.concatenate([cand_h, VIEW_HEADINGS[rest]]) - obs.heading
-    elevs = np.concatenate([cand_e, VIEW_ELEVATIONS[rest]]) - obs.elevation
+    k = len(cands)
+    # (K, 3) view index, heading, elevation of each candidate; then the views no candidate uses.
+    cand = np.array([(c.view_index, c.heading, c.elevation) for c in cands], dtype=np.float64).reshape(k, 3)
+    cand_views = cand[:, 0].astype(np.int64)
+    unused = np.ones(NUM_VIEWS, dtype=bool)
+    unused[cand_views] = False
+    rest = np.flatnonzero(unused)                                                    # (36 - |used|,)
+    heads = np.concatenate([cand[:, 1], VIEW_HEADINGS[rest]]) - obs.heading
+    elevs = np.concatenate([cand[:, 2], VIEW_ELEVATIONS[rest]]) - obs.elevation
     angles = angle_features(heads, elevs)                                            # (V, 4)
-    loc = np.concatenate([angles, np.tile(VIEW_BOX, (len(heads), 1))], 1).astype(np.float32)
-    index = [c.view_index for c in cands] + rest
-    tokens = PanoramaTokens(feats[index], loc, np.array([1] * len(cands) + [0] * len(rest), dtype=np.int64),
-                            [c.viewpoint for c in cands])
+    loc = np.concatenate([angles, np.broadcast_to(VIEW_BOX, (len(heads), 3))], 1).astype(np.float32)
+    index = np.concatenate([cand_views, rest])
+    nav_types = np.zeros(len(index), dtype=np.int64)
+    nav_types[:k] = 1
+    tokens = PanoramaTokens(feats[index], loc, nav_types, [c.viewpoint for c in cands])
     objects = getattr(obs, "objects", None)
     if objects is not None and len(objects.obj_ids) > 0:
         d = np.asarray(objects.directions, dtype=np.float64)                           # (O, 2)

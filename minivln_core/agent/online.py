@@ -21,7 +21,6 @@ which keeps online decisions identical to offline rollouts.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -89,7 +88,11 @@ def candidates_from_positions(origin: np.ndarray, neighbours: Mapping[str, np.nd
 
 # -- places -----------------------------------------------------------------------------------
 class PlaceRegistry:
-    """Metric positions -> stable place ids: a position within `tolerance` metres of a known place is it."""
+    """Metric positions -> stable place ids: a position within `tolerance` metres of a known place is it.
+
+    Ids are never reused, not even after `clear()`, so features cached under an old id can never
+    be served for a different place.
+    """
 
     def __init__(self, tolerance: float = 0.5, prefix: str = "place"):
         if not tolerance > 0.0:
@@ -98,6 +101,7 @@ class PlaceRegistry:
         self.prefix = prefix
         self._ids: list[str] = []
         self._positions = np.zeros((0, 3), dtype=np.float64)                     # (P, 3)
+        self._next = 0                                                           # next id number
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -116,7 +120,8 @@ class PlaceRegistry:
         found = self.match(position)
         if found is not None:
             return found
-        place = f"{self.prefix}{len(self._ids)}"
+        place = f"{self.prefix}{self._next}"
+        self._next += 1
         self._ids.append(place)
         self._positions = np.concatenate([self._positions, position[None]], axis=0)
         return place
@@ -124,6 +129,11 @@ class PlaceRegistry:
     def position(self, place: str) -> np.ndarray:
         """Registered (first-seen) position of a place, (3,) copy."""
         return self._positions[self._ids.index(place)].copy()
+
+    def clear(self) -> None:
+        """Forget every place (new ones get new ids)."""
+        self._ids = []
+        self._positions = np.zeros((0, 3), dtype=np.float64)
 
 
 def _finite_position(position: np.ndarray) -> np.ndarray:
@@ -164,7 +174,13 @@ class OnlineDecision:
 
 
 class OnlineNavigator:
-    """Instruction text + panorama + pose + waypoints -> the agent's next goal (batch 1)."""
+    """Instruction text + panorama + pose + waypoints -> the agent's next goal (batch 1).
+
+    Memory stays bounded over hours: each episode has its own map (`begin`), at most `cache_size`
+    places keep their ViT features (LRU), and the place registry, which only matters across
+    episodes through those features, is emptied at the start of an episode once it holds more
+    than `cache_size` places.
+    """
 
     def __init__(self, agent: NavigationAgent, extractor: FeatureExtractor, place_tolerance: float = 0.5,
                  max_instruction_tokens: int = 200, cache_size: int = 512):
@@ -182,15 +198,20 @@ class OnlineNavigator:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, extractor_config: ExtractorConfig, max_steps: int = 15,
-                        place_tolerance: float = 0.5, threads: int = 0) -> "OnlineNavigator":
-        """Load the policy with `from_pretrained` and build the extractor from `extractor_config`."""
+                        place_tolerance: float = 0.5, threads: int = 0,
+                        cache_size: int = 512, int8: bool = False) -> "OnlineNavigator":
+        """Load the policy with `from_pretrained` and build the extractor from `extractor_config`;
+        `int8` runs the policy's dynamically int8-quantised copy (`minivln bench` measures both)."""
         from minivln_core.models.checkpoint import from_pretrained
+        from minivln_core.models.quantize import quantize_int8
 
         if threads:
             torch.set_num_threads(threads)
         model = from_pretrained(checkpoint)
+        if int8:
+            model = quantize_int8(model)
         extractor = FeatureExtractor(replace(extractor_config, threads=threads or extractor_config.threads))
-        return cls(NavigationAgent(model, max_steps=max_steps), extractor, place_tolerance)
+        return cls(NavigationAgent(model, max_steps=max_steps), extractor, place_tolerance, cache_size=cache_size)
 
     # -- episode ------------------------------------------------------------------------------
     @property
@@ -214,6 +235,8 @@ class OnlineNavigator:
         if not text:
             raise ValueError("the instruction is empty")
         encoding = encode_instruction(text, self.max_instruction_tokens)
+        if len(self.places) > self.extractor.cache.size:
+            self.places.clear()
         with torch.inference_mode():
             self.state = self.agent.begin([encoding])[0]
         self.instruction = text
@@ -294,10 +317,11 @@ def load_extractor_config(checkpoint: str | Path, features_file: str | Path | No
     recorded folder (the weights usually live elsewhere on the robot than on the training machine).
     """
     from minivln_core.config import from_dict
+    from minivln_core.data.r2r import decode_json, read_text
 
     sidecar = Path(checkpoint) / EXTRACTOR_FILE
     if sidecar.is_file():
-        source, text = sidecar, sidecar.read_text()
+        source, text = sidecar, read_text(sidecar)
     elif features_file:
         import h5py
 
@@ -312,10 +336,10 @@ def load_extractor_config(checkpoint: str | Path, features_file: str | Path | No
         raise DataError(sidecar, "missing: store the extractor settings next to the checkpoint "
                                  "(save_extractor_config) or give the world's feature file (features_file)")
     try:
-        config = from_dict(ExtractorConfig, json.loads(text))
-    except (json.JSONDecodeError, ConfigError) as exc:
+        config = from_dict(ExtractorConfig, decode_json(source, text))
+        if weights_dir:
+            config = replace(config, weights_dir=str(weights_dir))
+        config.validate()
+    except ConfigError as exc:
         raise DataError(source, f"invalid extractor settings ({exc})") from None
-    if weights_dir:
-        config = replace(config, weights_dir=str(weights_dir))
-    config.validate()
     return config

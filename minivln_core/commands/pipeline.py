@@ -2,7 +2,8 @@
 
 generate the synthetic world -> render and encode its panoramas (ViT) -> pretrain and fine-tune
 the teacher -> evaluate the expert (ceiling), a random walk (floor), the teacher and an untrained
-student on the validation splits -> report.json, report.md and a bar chart.
+student on the validation splits -> the two-stage distillation ablation at a small budget
+(students distilled from this teacher; `ablation/`) -> report.json, report.md and a bar chart.
 
 Every stage writes into the run folder and is resumable: rerunning the command after an
 interruption continues where it stopped (finished stages are skipped, training resumes from its
@@ -25,6 +26,7 @@ from minivln_core.agent.online import save_extractor_config
 from minivln_core.config import build_config, save_yaml, to_dict
 from minivln_core.data.synth.config import SynthConfig
 from minivln_core.data.world import WorldPaths
+from minivln_core.distill.ablation import BUDGETS, AblationConfig, render_ablation_table, run_ablation
 from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy, evaluate_random_walk
 from minivln_core.eval.report import render_table, write_report
 from minivln_core.models import DuetPolicy, preset
@@ -63,6 +65,10 @@ class PipelineConfig:
     max_steps: int = 15                                       # decisions per episode
     eval_limit: int = 0                                       # instructions per split (0 = all)
     seed: int = 0
+    run_ablation: bool = True                                 # two-stage distillation ablation (Table III)
+    # Student budgets and recipes of the ablation; world, features, task, presets, teachers (this
+    # pipeline's), max_steps, eval_limit, seed and threads come from the keys above.
+    ablation: AblationConfig = field(default_factory=lambda: AblationConfig(budget=BUDGETS["small"]))
     threads: int = 0                                          # torch CPU threads (0 = default)
 
 
@@ -132,6 +138,21 @@ def train_teacher(out: Path, paths: WorldPaths, features: str, config: PipelineC
     return out / "teacher" / "finetune" / "best"
 
 
+def distill_ablation(out: Path, paths: WorldPaths, features: str, teacher_dir: Path, config: PipelineConfig,
+                     progress: bool) -> dict[str, Any]:
+    """The ablation's students, distilled from this pipeline's teacher (its pretrained policy for stage 1)."""
+    pretrained = out / "teacher" / "pretrain" / "policy"
+    cfg = replace(config.ablation, world=str(paths.root), features=features, task=config.task,
+                  splits=config.splits, teacher_preset=config.teacher_preset, student_preset=config.student_preset,
+                  teacher=str(teacher_dir), teacher_pretrain=str(pretrained) if config.pretrain_teacher else None,
+                  max_steps=config.max_steps, eval_batch_size=config.batch_size, threads=config.threads,
+                  budget=replace(config.ablation.budget, eval_limit=config.eval_limit, seed=config.seed))
+    report = run_ablation(cfg, out / "ablation", progress)
+    if features == "views_vit":  # the distilled student is the robot's policy
+        save_extractor_config(out / "ablation" / "student" / "two-stage" / "best", config.extractor)
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
     config = build_config(PipelineConfig, yaml_path=args.config, overrides=args.set)
     if config.threads:
@@ -163,9 +184,15 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"policy": f"student {config.student_preset} (untrained)", "split": split,
                      "params": student.num_parameters(),
                      **evaluate_policy(student, spec, evals, "student-untrained", progress)})
+    extra: dict[str, Any] = {"config": to_dict(config), "world": str(paths.root), "features": features}
+    if config.run_ablation:
+        ablation = distill_ablation(out, paths, features, teacher_dir, config, progress)
+        extra["ablation"] = {"report": "ablation/ablation.md", "goals": ablation["goals"]}
     minutes = (time.perf_counter() - started) / 60
-    write_report(out, "MiniVLN main job", rows, {"config": to_dict(config), "world": str(paths.root),
-                                                 "features": features, "minutes": round(minutes, 2)})
+    write_report(out, "MiniVLN main job", rows, {**extra, "minutes": round(minutes, 2)})
     print(render_table(rows))
+    if config.run_ablation:
+        print(f"\nDistillation ablation ({out / 'ablation' / 'ablation.md'}):\n"
+              f"{render_ablation_table(ablation['results'])}")
     print(f"\n{minutes:.1f} min; report: {out / 'report.md'} (+ report.json, report.png)")
     return 0

@@ -3,25 +3,20 @@
 For machines without `ros2 launch`: it starts `python -m minivln_ros.sim_robot_node` and
 `python -m minivln_ros.navigator_node` with the package's params files (config/*.yaml), waits for
 the simulated robot to finish its episodes and prints their scores. The core never imports
-rclpy: this command only starts subprocesses. Without --world/--checkpoint it first builds a tiny
-demo (a 2-house world, features from a random tiny ViT, a random tiny-student checkpoint): the
-robot moves, but the policy has not learned anything.
+rclpy: this command only starts subprocesses (`minivln_core.ros_launch`). Without
+--world/--checkpoint it first builds a tiny demo (a 2-house world, features from a random tiny
+ViT, a random tiny-student checkpoint): the robot moves, but the policy has not learned anything.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from minivln_core.errors import ConfigError
-
-CONFIG = Path(__file__).resolve().parents[2] / "config"
+from minivln_core.ros_launch import node_command, ros_environment, run_navigator_and_sim
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,16 +59,6 @@ def build_tiny_demo(root: Path) -> tuple[Path, Path]:
     return world, ckpt
 
 
-def ros_environment(log_dir: Path) -> dict[str, str]:
-    """Environment of the ROS processes: DDS on loopback only, the loopback Fast DDS profile, logs in log_dir."""
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(log_dir),
-               PYTHONUNBUFFERED="1")
-    profile = CONFIG / "fastdds_loopback.xml"
-    if profile.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    return env
-
-
 def run(args: argparse.Namespace) -> int:
     if (args.world is None) != (args.checkpoint is None):
         raise ConfigError("give both --world and --checkpoint, or neither (tiny demo)")
@@ -84,42 +69,21 @@ def run(args: argparse.Namespace) -> int:
             world, ckpt = build_tiny_demo(root)
         else:
             world, ckpt = Path(args.world), Path(args.checkpoint)
-        env = ros_environment(root / "roslog")
         features = world / "features" / "views_vit.h5"
-        nav_cmd = [sys.executable, "-m", "minivln_ros.navigator_node", "--ros-args",
-                   "--params-file", str(CONFIG / "navigator.yaml"), "-p", f"checkpoint:={ckpt}",
-                   "-p", f"max_steps:={args.max_steps}"]
+        nav_params = {"checkpoint": ckpt, "max_steps": args.max_steps}
         if features.is_file():
-            nav_cmd += ["-p", f"features_file:={features}"]
-        sim_cmd = [sys.executable, "-m", "minivln_ros.sim_robot_node", "--ros-args",
-                   "--params-file", str(CONFIG / "sim_robot.yaml"), "-p", f"world:={world}",
-                   "-p", f"split:={args.split}", "-p", f"num_episodes:={args.episodes}"]
-        print("[ros-demo] " + " ".join(nav_cmd), flush=True)
-        navigator = subprocess.Popen(nav_cmd, env=env)
-        print("[ros-demo] " + " ".join(sim_cmd), flush=True)
-        sim = subprocess.Popen(sim_cmd, env=env, stdout=subprocess.PIPE, text=True)
-        results = []
-        try:
-            deadline = time.monotonic() + args.timeout
-            for line in sim.stdout:  # sim_robot prints one JSON line per finished episode
-                print(line, end="", flush=True)
-                if line.startswith("{"):
-                    results.append(json.loads(line))
-                if time.monotonic() > deadline or navigator.poll() is not None:
-                    break
-            code = sim.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            code = 1
-        finally:
-            for proc in (sim, navigator):
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-        if navigator.returncode not in (0, None, -15) or code != 0 or not results:
-            print(f"[ros-demo] failed (sim_robot exit {code}, navigator exit {navigator.returncode})", file=sys.stderr)
+            nav_params["features_file"] = features
+        nav_cmd = node_command("navigator", nav_params)
+        sim_cmd = node_command("sim_robot", {"world": world, "split": args.split, "num_episodes": args.episodes})
+        for cmd in (nav_cmd, sim_cmd):
+            print("[ros-demo] " + " ".join(cmd), flush=True)
+        nodes = run_navigator_and_sim(nav_cmd, sim_cmd, ros_environment(root / "roslog"), args.timeout,
+                                      echo=True)
+        results = nodes.records
+        if nodes.navigator_code not in (0, None, -15) or nodes.sim_code != 0 or not results:
+            why = " (timed out)" if nodes.timed_out else ""
+            print(f"[ros-demo] failed{why} (sim_robot exit {nodes.sim_code}, "
+                  f"navigator exit {nodes.navigator_code})", file=sys.stderr)
             return 1
         done = sum(r["success"] for r in results)
         print(f"[ros-demo] {len(results)} episode(s), {done} success(es)")

@@ -14,12 +14,12 @@ viewpoint part of the object's goal set. Extra per-object fields are ignored.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from minivln_core.data.r2r import read_json
 from minivln_core.errors import DataError
 
 NUM_VIEWS = 36
@@ -83,15 +83,6 @@ def split_key(key: str, path: str | Path = "<memory>") -> tuple[str, str]:
     return scan, vp
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "file does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
 class ObjectIndex:
     """Objects visible at each (scan, viewpoint) and, per object, the viewpoints that see it."""
 
@@ -109,7 +100,7 @@ class ObjectIndex:
     def from_merged(cls, path: str | Path) -> "ObjectIndex":
         """Read DUET's merged `BBoxes.json`."""
         path = Path(path)
-        data = _read_json(path)
+        data = read_json(path)
         if not isinstance(data, dict):
             raise DataError(path, f"expected a JSON object keyed by <scan>_<viewpoint>, got {type(data).__name__}")
         entries = {split_key(key, path): _parse_objects(path, key, objects) for key, objects in data.items()}
@@ -124,7 +115,7 @@ class ObjectIndex:
         entries: dict[tuple[str, str], dict[str, ObjectAnnotation]] = {}
         for file in sorted(folder.glob("*.json")):
             scan, vp = split_key(file.stem, file)
-            data = _read_json(file)
+            data = read_json(file)
             if not isinstance(data, dict):
                 raise DataError(file, f"expected a JSON object {{viewpoint: objects}}, got {type(data).__name__}")
             objects: dict[str, ObjectAnnotation] = {}

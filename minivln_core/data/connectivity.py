@@ -8,7 +8,6 @@ Excluded entries are dropped. Edge weight is the 3-D Euclidean distance between 
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 
@@ -131,7 +130,8 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
         if not isinstance(image_id, str) or not image_id:
             raise DataError(path, f"expected a non-empty string, got {image_id!r}", record=i, field="image_id")
         pose = _field(entry, "pose", path, i)
-        if not isinstance(pose, list) or len(pose) != 16 or not all(isinstance(v, (int, float)) for v in pose):
+        if (not isinstance(pose, list) or len(pose) != 16
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pose)):
             raise DataError(path, "expected 16 numbers (4x4 row-major camera-to-world)", record=i, field="pose")
         inc = _field(entry, "included", path, i)
         if not isinstance(inc, bool):
@@ -140,7 +140,7 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
         if not isinstance(unob, list) or len(unob) != n or not all(isinstance(v, bool) for v in unob):
             raise DataError(path, f"expected {n} booleans (one per entry)", record=i, field="unobstructed")
         height = entry.get("height", 0.0)
-        if not isinstance(height, (int, float)):
+        if isinstance(height, bool) or not isinstance(height, (int, float)):
             raise DataError(path, f"expected a number, got {height!r}", record=i, field="height")
         ids.append(image_id)
         included.append(inc)
@@ -166,16 +166,10 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
 
 def load_scan(connectivity_dir: str | Path, scan: str) -> ScanGraph:
     """Read `<dir>/<scan>_connectivity.json`."""
+    from minivln_core.data.r2r import read_json
+
     path = Path(connectivity_dir) / f"{scan}{SUFFIX}"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DataError(path, f"connectivity file for scan '{scan}' does not exist") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return parse_connectivity(scan, data, path)
+    return parse_connectivity(scan, read_json(path, f"connectivity file for scan '{scan}' does not exist"), path)
 
 
 def list_scans(connectivity_dir: str | Path) -> list[str]:
@@ -185,7 +179,9 @@ def list_scans(connectivity_dir: str | Path) -> list[str]:
         raise DataError(directory, "connectivity folder does not exist")
     listing = directory / "scans.txt"
     if listing.exists():
-        return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        from minivln_core.data.r2r import read_text
+
+        return [line.strip() for line in read_text(listing).splitlines() if line.strip()]
     return sorted(p.name[: -len(SUFFIX)] for p in directory.glob(f"*{SUFFIX}"))
 
 

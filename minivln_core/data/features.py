@@ -11,18 +11,20 @@ heading, elevation in rad), `sizes` (n_obj, 2: w, h px) and `bboxes` (n_obj, 4).
 without objects may have no dataset at all; that reads as an empty `ObjectFeatures`.
 
 A missing view key is an error (a zero vector would silently poison training); so are wrong
-shapes and non-finite values. Arrays handed out are float32 and read-only (they live in an LRU
-cache shared by all callers). Handles are reopened after fork, so stores can cross into
-DataLoader worker processes.
+shapes, non-numeric values and non-finite values, and HDF5 errors of a damaged file are
+reported as DataError naming the file and the key, never as h5py's own exceptions. Arrays
+handed out are float32 and read-only (they live in an LRU cache shared by all callers).
+Handles are reopened after fork, so stores can cross into DataLoader worker processes.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -42,6 +44,12 @@ def _check_key(path: Any, key: Any) -> str:
     if not isinstance(key, str) or "_" not in key or "/" in key or key.startswith("_") or key.endswith("_"):
         raise DataError(path, f"key {key!r} is not of the form <scan>_<viewpoint>", record=key)
     return key
+
+
+def _check_numeric(path: Any, values: Any, key: str, field: str | None = None) -> None:
+    """DataError unless `values` (an array or an h5py dataset) holds ints or floats."""
+    if values.dtype.kind not in "fiu":
+        raise DataError(path, f"holds {values.dtype} values, expected numbers", record=key, field=field)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -74,6 +82,14 @@ class _H5Store:
             self._cache.clear()
         return self._file
 
+    @contextmanager
+    def _reading(self, key: str | None = None) -> Iterator[None]:
+        """h5py's errors while reading (damaged metadata or data) -> DataError naming file and key."""
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:
+            raise DataError(self.path, f"cannot be read, the HDF5 file is damaged ({exc})", record=key) from None
+
     def _cached(self, key: Any) -> Any:
         value = self._cache.get(key)
         if value is not None:
@@ -88,14 +104,16 @@ class _H5Store:
         return value
 
     def _dataset(self, key: str) -> h5py.Dataset | None:
-        node = self._h5().get(key)
+        with self._reading(key):
+            node = self._h5().get(key)
         if node is not None and not isinstance(node, h5py.Dataset):
             raise DataError(self.path, f"'{key}' is a group, expected a dataset", record=key)
         return node
 
     def _root_dim(self, feature_dim: int | None) -> int | None:
-        if feature_dim is None and "feature_dim" in self._h5().attrs:
-            feature_dim = self._h5().attrs["feature_dim"]
+        with self._reading():
+            if feature_dim is None and "feature_dim" in self._h5().attrs:
+                feature_dim = self._h5().attrs["feature_dim"]
             if isinstance(feature_dim, np.ndarray) and feature_dim.size == 1:
                 feature_dim = feature_dim.item()
         if feature_dim is None:
@@ -107,7 +125,9 @@ class _H5Store:
         return int(feature_dim)
 
     def _first_width(self) -> int | None:
-        for key in self._h5():
+        with self._reading():
+            keys = list(self._h5())
+        for key in keys:
             node = self._dataset(key)
             if node is not None and node.ndim == 2:
                 return int(node.shape[1])
@@ -121,7 +141,8 @@ class _H5Store:
 
     def keys(self) -> list[str]:
         """All dataset names ("<scan>_<vp>")."""
-        return list(self._h5().keys())
+        with self._reading():
+            return list(self._h5().keys())
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, tuple) and len(key) == 2:
@@ -169,10 +190,12 @@ class ViewFeatureStore(_H5Store):
             raise DataError(self.path, f"no features for scan {scan}, viewpoint {vp}", record=key)
         if ds.ndim != 2 or ds.shape[0] != NUM_VIEWS or ds.shape[1] < self._dim:
             raise DataError(self.path, f"expected shape ({NUM_VIEWS}, >={self._dim}), got {ds.shape}", record=key)
+        _check_numeric(self.path, ds, key)
         return key, ds
 
     def _read(self, key: str, ds: h5py.Dataset, cols: slice) -> np.ndarray:
-        array = np.asarray(ds[:, cols], dtype=np.float32)  # (36, width of the slice)
+        with self._reading(key):
+            array = np.asarray(ds[:, cols], dtype=np.float32)  # (36, width of the slice)
         if not np.isfinite(array).all():
             bad = np.argwhere(~np.isfinite(array))[0]
             raise DataError(self.path, f"non-finite value at view {bad[0]}, column {bad[1] + (cols.start or 0)}",
@@ -255,17 +278,22 @@ class ObjectFeatureStore(_H5Store):
         if ds.ndim != 2 or ds.shape[1] < self._dim:
             raise DataError(self.path, f"expected shape (n_obj, >={self._dim}), got {ds.shape}", record=key)
         n = ds.shape[0]
-        feats = np.asarray(ds[:, : self._dim], dtype=np.float32)  # (n, D)
-        if "obj_ids" not in ds.attrs:
+        _check_numeric(self.path, ds, key, "features")
+        with self._reading(key):
+            feats = np.asarray(ds[:, : self._dim], dtype=np.float32)  # (n, D)
+            attrs = {name: ds.attrs[name] for name in ("obj_ids", *_OBJECT_ATTRS) if name in ds.attrs}
+        if "obj_ids" not in attrs:
             raise DataError(self.path, "missing attribute", record=key, field="obj_ids")
-        obj_ids = _ids(ds.attrs["obj_ids"])
+        obj_ids = _ids(attrs["obj_ids"])
         if len(obj_ids) != n:
             raise DataError(self.path, f"{len(obj_ids)} ids for {n} objects", record=key, field="obj_ids")
         extra: dict[str, np.ndarray] = {}
         for name, width in _OBJECT_ATTRS.items():
-            if name not in ds.attrs:
+            if name not in attrs:
                 raise DataError(self.path, "missing attribute", record=key, field=name)
-            value = np.asarray(ds.attrs[name], dtype=np.float32)
+            value = np.asarray(attrs[name])
+            _check_numeric(self.path, value, key, name)
+            value = value.astype(np.float32)
             if n == 0 and value.size == 0:
                 value = value.reshape(0, width)
             if value.shape != (n, width):

@@ -30,29 +30,49 @@ if TYPE_CHECKING:  # typing only; readers do not need scipy
     from minivln_core.data.connectivity import ScanGraph
 
 
+def decode_json(path: str | Path, text: str, what: str = "") -> Any:
+    """json.loads(text), or a DataError naming `path` (`what` says which part, e.g. "line 3 is ")."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"{what or 'file is '}not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, an integer too long to convert
+        raise DataError(path, f"{what or 'file is '}not usable JSON ({type(exc).__name__}: {exc})") from None
+
+
+def read_text(path: str | Path, missing: str = "file does not exist") -> str:
+    """A UTF-8 text file; DataError naming it if it is missing, unreadable or not UTF-8."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, missing) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def read_json(path: str | Path, missing: str = "file does not exist") -> Any:
+    """The decoded JSON of a UTF-8 file; every problem is a DataError naming the file."""
+    return decode_json(path, read_text(path, missing))
+
+
 def read_records(path: str | Path) -> list[Any]:
     """Decoded records of a JSON array file or a JSON-lines file (`.jsonl`, blank lines skipped)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "annotation file does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_text(path, "annotation file does not exist")
     if path.suffix == ".jsonl":
         records = []
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"line {line_no} is not valid JSON ({exc.msg})", record=len(records)) from None
+                records.append(decode_json(path, line, f"line {line_no} is "))
+            except DataError as exc:
+                raise DataError(path, exc.problem, record=len(records)) from None
         return records
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = decode_json(path, text)
     if not isinstance(data, list):
         raise DataError(path, f"expected a JSON array of records, got {type(data).__name__}")
     return data

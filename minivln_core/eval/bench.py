@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -136,22 +136,70 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
     return out
 
 
-def bench_extraction(repeats: int, threads: int) -> dict[str, float]:
-    """36-view ViT-B/16 (random weights, 224 px) extraction time, fp32 and dynamic int8."""
-    from minivln_core.perception.config import ExtractorConfig
-    from minivln_core.perception.vit import FeatureExtractor
+# (runtime, precision) pairs `bench_extraction` times by default; ExtractorConfig has them all.
+EXTRACTION_VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("onnx", "fp32"), ("onnx", "int8"))
 
+
+def bench_extraction(repeats: int, threads: int, variants: Sequence[tuple[str, str]] = EXTRACTION_VARIANTS,
+                     base: Any = None, progress: bool = True) -> dict[str, Any]:
+    """ms per 36 views (480x640 RGB) of each (runtime, precision) extractor, timed interleaved, and
+    how close each one's features are to torch fp32's on the same views.
+
+    `base` is the ExtractorConfig the variants are made from (default: a random-weight ViT-B/16 at
+    224 px); its runtime/precision are replaced by each variant's. Every round encodes the panorama
+    once with every variant in turn, so load from other processes hits all of them alike; the
+    preprocessing alone (`perception.vit.preprocess`, included in every variant's time) is timed in
+    the same rounds. `cpu_ms` (CPU time of all threads) depends less on other processes' load than
+    the wall time `ms`, but counts threads spinning while they wait. Agreement: per-view cosine
+    with the fp32 features (min and mean) and the relative error ||f - f32|| / ||f32 - mean(f32)||,
+    i.e. against the spread of the views' features rather than their common direction.
+    """
+    import dataclasses
+    import os
+
+    from tqdm import tqdm
+
+    from minivln_core.perception.config import ExtractorConfig
+    from minivln_core.perception.vit import FeatureExtractor, preprocess
+
+    base = base if base is not None else ExtractorConfig()
+    variants = [("torch", "fp32")] + [v for v in variants if tuple(v) != ("torch", "fp32")]  # the reference first
     views = [np.random.default_rng(i).integers(0, 255, (480, 640, 3), dtype=np.uint8) for i in range(36)]
-    out = {}
-    for label, int8 in (("fp32", False), ("int8", True)):
-        extractor = FeatureExtractor(ExtractorConfig(threads=threads, int8=int8))
-        extractor.encode(views[:2])  # warm-up
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+    extractors, feats = {}, {}
+    load_start = os.getloadavg()
+    for runtime, precision in tqdm(variants, desc="build extractors", disable=not progress, leave=False):
+        label = f"{runtime}_{precision}"
+        extractors[label] = FeatureExtractor(dataclasses.replace(base, threads=threads, runtime=runtime,
+                                                                 precision=precision, int8=False))
+        feats[label] = extractors[label].encode(views)           # (36, D); also the warm-up
+    samples: dict[str, list[float]] = {label: [] for label in ["preprocess", *extractors]}
+    cpu: dict[str, list[float]] = {label: [] for label in extractors}   # process CPU time, all threads
+    prep = next(iter(extractors.values())).prep
+    for _ in tqdm(range(repeats), desc="36-view extraction rounds", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        preprocess(views, prep)
+        samples["preprocess"].append((time.perf_counter() - t0) * 1e3)
+        for label, extractor in extractors.items():
+            t0, c0 = time.perf_counter(), time.process_time()
             extractor.encode(views)
-            samples.append((time.perf_counter() - t0) * 1e3)
-        out[f"vit_b16_36views_{label}_ms"] = float(np.median(samples))
+            samples[label].append((time.perf_counter() - t0) * 1e3)
+            cpu[label].append((time.process_time() - c0) * 1e3)
+    ref = feats["torch_fp32"]                                       # (36, D)
+    spread = float(np.linalg.norm(ref - ref.mean(0)))
+    out: dict[str, Any] = {"model": dict(extractors["torch_fp32"].describe(), num_layers=base.num_layers,
+                                         hidden_size=base.hidden_size),
+                           "views": "36 x 480x640 RGB", "threads": threads, "repeats": repeats,
+                           "loadavg_1m": {"start": load_start[0], "end": os.getloadavg()[0]},
+                           "preprocess_ms": float(np.median(samples["preprocess"])), "variants": {}}
+    for label in extractors:
+        f = feats[label]
+        cos = np.sum(f * ref, 1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(ref, axis=1))  # (36,)
+        ms = float(np.median(samples[label]))
+        out["variants"][label] = {
+            "ms": ms, "min_ms": float(np.min(samples[label])), "cpu_ms": float(np.median(cpu[label])),
+            "vs_torch_fp32": ms / float(np.median(samples["torch_fp32"])),
+            "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+            "rel_err": float(np.linalg.norm(f - ref)) / spread if spread > 0 else 0.0}
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from minivln_core.agent.agent import NavigationAgent
 from minivln_core.agent.rollout import evaluate as rollout_all
 from minivln_core.data.features import ObjectFeatureStore, ViewFeatureStore
+from minivln_core.data.r2r import validate_against
 from minivln_core.data.world import WorldPaths, load_episodes, load_graphs_for
 from minivln_core.env.expert import run_expert
 from minivln_core.eval.baselines import run_random_walk
@@ -54,8 +55,10 @@ def build_env(spec: EvalSpec, episodes=None) -> NavEnv:
         objects = ObjectFeatureStore(paths.object_features)
     episodes = ablate_episodes(list(episodes), spec.ablation)
     features = ablate_features(ViewFeatureStore(paths.view_features), spec.ablation)
-    return NavEnv(load_graphs_for(paths, episodes), features, episodes,
-                  batch_size=spec.batch_size, max_steps=spec.max_steps, objects=objects)
+    graphs = load_graphs_for(paths, episodes)
+    # unknown scans / viewpoints: an error naming the annotation file, the episode and the field
+    validate_against(episodes, graphs, paths.annotations(spec.task, spec.split), require_walk=False)
+    return NavEnv(graphs, features, episodes, batch_size=spec.batch_size, max_steps=spec.max_steps, objects=objects)
 
 
 def score(spec: EvalSpec, records: list[dict[str, Any]], out_dir: Path, name: str) -> dict[str, Any]:

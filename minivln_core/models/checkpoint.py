@@ -3,12 +3,18 @@
 Loading never unpickles anything: the config is JSON, the weights are safetensors. A directory
 is written under a temporary name and renamed into place, so a crash mid-write never leaves a
 directory that looks whole; `config.json` also records the weight file's size as a check.
+
+Replacing a directory takes two renames (old -> `.<name>.old`, new -> `<name>`). A process killed
+between them leaves no `<name>`; the next read or write of that checkpoint renames the previous,
+complete directory back (`restore_interrupted`), so a resumed run continues from it instead of
+starting over. Temporary directories of writes that were killed are removed by the next write.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -19,12 +25,35 @@ from safetensors.torch import load_file, save_file
 
 from minivln_core.config import from_dict, to_dict
 from minivln_core.errors import ConfigError, DataError
+from minivln_core.io_utils import _fsync_dir as fsync_directory
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.policy import DuetPolicy
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "minivln-checkpoint-v1"
+
+
+def _old_name(directory: Path) -> Path:
+    return directory.with_name(f".{directory.name}.old")
+
+
+def restore_interrupted(directory: str | Path) -> bool:
+    """Rename `.<name>.old` back to `<name>` if a swap was killed between its two renames."""
+    directory = Path(directory)
+    old = _old_name(directory)
+    if directory.exists() or not old.is_dir():
+        return False
+    os.replace(old, directory)
+    return True
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete `.<name>.XXXXXXXX` directories left by writes that were killed (one writer per checkpoint)."""
+    pattern = re.compile(rf"\.{re.escape(directory.name)}\.[A-Za-z0-9_]{{8}}")
+    for path in directory.parent.iterdir():
+        if pattern.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
@@ -36,6 +65,8 @@ def atomic_directory(directory: str | Path) -> Iterator[Path]:
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    restore_interrupted(directory)
+    _remove_stale_temporaries(directory)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         yield tmp
@@ -43,11 +74,13 @@ def atomic_directory(directory: str | Path) -> Iterator[Path]:
             if path.is_file():
                 with open(path, "rb") as fh:
                     os.fsync(fh.fileno())
-        old = directory.with_name(f".{directory.name}.old")
+        fsync_directory(tmp)
+        old = _old_name(directory)
         shutil.rmtree(old, ignore_errors=True)
         if directory.exists():
             os.replace(directory, old)
         os.replace(tmp, directory)
+        fsync_directory(directory.parent)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -78,14 +111,17 @@ def read_checkpoint_info(directory: str | Path) -> dict[str, Any]:
     """The checkpoint's config.json, validated (format, model config, weight file size)."""
     directory = Path(directory)
     path = directory / CONFIG_NAME
+    restore_interrupted(directory)
     if not directory.is_dir():
         raise DataError(directory, "checkpoint directory does not exist")
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(path, "missing: not a checkpoint directory (or it was never completely written)") from None
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON ({exc.msg})") from None
+    except (UnicodeDecodeError, RecursionError, ValueError, OSError) as exc:  # not UTF-8, absurd JSON, unreadable
+        raise DataError(path, f"cannot be read as JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise DataError(path, f"not a {FORMAT} checkpoint", field="format")
     weights = directory / WEIGHTS_NAME
@@ -114,7 +150,10 @@ def from_pretrained(directory: str | Path, map_location: str = "cpu") -> DuetPol
         state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise DataError(directory / WEIGHTS_NAME, f"cannot read safetensors weights ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors whose shapes differ from the config's
+        raise DataError(directory / WEIGHTS_NAME, f"weights do not match the config ({exc})") from None
     if missing or unexpected:
         raise DataError(directory / WEIGHTS_NAME,
                         f"weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -127,4 +166,5 @@ def load_meta(directory: str | Path) -> dict[str, Any]:
     return dict(read_checkpoint_info(directory).get("meta", {}))
 
 
-__all__ = ["atomic_directory", "write_model_files", "save_pretrained", "from_pretrained", "load_config", "load_meta", "read_checkpoint_info"]
+__all__ = ["atomic_directory", "restore_interrupted", "write_model_files", "save_pretrained", "from_pretrained",
+           "load_config", "load_meta", "read_checkpoint_info"]

@@ -1,4 +1,10 @@
-"""Configuration of the image feature extractor (ViT / CLIP vision tower) used by `minivln features`."""
+"""Configuration of the image feature extractor (ViT / CLIP vision tower) used by `minivln features`.
+
+How the model runs is part of the configuration (`runtime`, `precision`): the same settings are
+stored with every feature file and checkpoint, so the robot rebuilds exactly the extractor its
+training features came from. Measured speed and feature agreement of each combination:
+docs/perception.md.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +35,12 @@ class ExtractorConfig:
     seed: int = 0
     # -- runtime --------------------------------------------------------------------------
     batch_size: int = 36               # images per forward pass (36 = one panorama)
-    threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
-    int8: bool = False                 # dynamic int8 quantisation of every nn.Linear (CPU)
+    threads: int = 0                   # intra-op threads (torch / onnxruntime); 0 = the library's default
+    runtime: Literal["torch", "onnx"] = "torch"  # onnx: exported at run time, run by onnxruntime
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"  # bf16: torch autocast; int8: dynamic, weights of
+    #                                    every linear layer (torch.ao or onnxruntime quantize_dynamic)
+    int8: bool = False                 # older spelling of precision: int8 (kept so stored settings load)
+    onnx_dir: str | None = None        # cache of exported ONNX files; None = <MINIVLN_CACHE or ~/.cache/minivln>/onnx
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid key."""
@@ -47,12 +57,29 @@ class ExtractorConfig:
                 raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
         if self.threads < 0:
             raise ConfigError(f"config key 'threads' must be >= 0, got {self.threads}")
+        if self.runtime not in ("torch", "onnx"):
+            raise ConfigError(f"config key 'runtime' must be 'torch' or 'onnx', got {self.runtime!r}")
+        if self.precision not in ("fp32", "bf16", "int8"):
+            raise ConfigError(f"config key 'precision' must be 'fp32', 'bf16' or 'int8', got {self.precision!r}")
+        if self.int8 and self.precision not in ("fp32", "int8"):
+            raise ConfigError(f"config key 'int8': true means precision int8, which contradicts precision "
+                              f"{self.precision!r} (set only precision)")
+        if self.runtime == "onnx" and self.resolved_precision == "bf16":
+            raise ConfigError("config key 'precision': bf16 runs only with runtime 'torch' (onnxruntime's CPU "
+                              "provider has no bf16 MatMul kernel); use fp32 or int8 with runtime 'onnx'")
+        if self.onnx_dir is not None and not self.onnx_dir.strip():
+            raise ConfigError("config key 'onnx_dir' is empty (use null for the default cache folder)")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"config key 'num_heads': {self.num_heads} does not divide hidden_size "
                               f"{self.hidden_size}")
         if self.image_size % self.patch_size:
             raise ConfigError(f"config key 'patch_size': {self.patch_size} does not divide image_size "
                               f"{self.image_size}")
+
+    @property
+    def resolved_precision(self) -> str:
+        """The precision that runs: `precision`, or int8 when the older `int8: true` is set."""
+        return "int8" if self.int8 else self.precision
 
 
 def embedded_world_extractor() -> ExtractorConfig:

@@ -14,6 +14,13 @@ file (defaults: OpenAI's published constants); the feature is `image_embeds` (no
 Weights only ever come from a local folder (`local_files_only=True`). Without one, a ViT of the
 configured size is built with seeded random weights - useful for timing and smoke tests only,
 and announced with a WARNING.
+
+How it runs (`ExtractorConfig.runtime` / `precision`, measured in docs/perception.md): torch fp32
+(the reference), torch bf16 autocast (oneDNN bf16 matmuls on CPUs with avx512_bf16/AMX), torch
+dynamic int8 (`torch.ao` quantised linear layers), or onnxruntime fp32 / dynamic int8 on a graph
+exported from the same model at run time (`perception.onnx_vit`). All of them take the same
+preprocessed batch and return the same CLS features, so every caller - `minivln features`,
+`encode_panorama`, the robot's `CachedExtractor` - gets the fast path from the config alone.
 """
 
 from __future__ import annotations
@@ -58,8 +65,8 @@ class Preprocessing:
         return Preprocessing(image_size, max(image_size, int(round(image_size * RESIZE_RATIO))))
 
 
-def preprocess_image(image: np.ndarray, prep: Preprocessing, index: int = 0) -> np.ndarray:
-    """One HxWx3 uint8 RGB image -> (3, S, S) float32 normalised model input."""
+def _resized_crop(image: np.ndarray, prep: Preprocessing, index: int) -> np.ndarray:
+    """One HxWx3 uint8 RGB image -> its (S, S, 3) uint8 centre crop after the bicubic resize."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) == 0:
         raise ValueError(f"image {index}: expected an HxWx3 uint8 RGB array, got {arr.dtype} {arr.shape}")
@@ -71,16 +78,38 @@ def preprocess_image(image: np.ndarray, prep: Preprocessing, index: int = 0) -> 
         new_h, new_w = max(short, int(short * h / w)), short
     resized = cv2.resize(arr, (new_w, new_h), interpolation=cv2.INTER_CUBIC)  # (new_h, new_w, 3)
     top, left = int(round((new_h - size) / 2)), int(round((new_w - size) / 2))
-    crop = resized[top:top + size, left:left + size].astype(np.float32) / 255.0  # (S, S, 3) in [0, 1]
-    crop = (crop - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
-    return np.ascontiguousarray(crop.transpose(2, 0, 1))  # (3, S, S)
+    return resized[top:top + size, left:left + size]                          # (S, S, 3) view
+
+
+def _normalise_into(crop: np.ndarray, prep: Preprocessing, out: np.ndarray) -> None:
+    """(S, S, 3) uint8 -> `out` (3, S, S) float32, one channel plane at a time (cache-sized passes)."""
+    for c in range(3):
+        plane = out[c]                                                        # (S, S)
+        np.divide(crop[:, :, c], np.float32(255.0), out=plane, dtype=np.float32)
+        plane -= np.float32(prep.mean[c])
+        plane /= np.float32(prep.std[c])
+
+
+def preprocess_image(image: np.ndarray, prep: Preprocessing, index: int = 0) -> np.ndarray:
+    """One HxWx3 uint8 RGB image -> (3, S, S) float32 normalised model input."""
+    out = np.empty((3, prep.crop_size, prep.crop_size), np.float32)
+    _normalise_into(_resized_crop(image, prep, index), prep, out)
+    return out
 
 
 def preprocess(images: Sequence[np.ndarray], prep: Preprocessing) -> np.ndarray:
-    """A list of HxWx3 uint8 RGB images -> (N, 3, S, S) float32."""
-    if len(images) == 0:
-        return np.zeros((0, 3, prep.crop_size, prep.crop_size), np.float32)
-    return np.stack([preprocess_image(img, prep, k) for k, img in enumerate(images)])
+    """A list of HxWx3 uint8 RGB images -> one contiguous (N, 3, S, S) float32 batch.
+
+    Each image is resized and cropped, then normalised straight into its slot of the batch
+    (channel planes, no float HxWx3 temporary, no transpose copy, no final stack): for 36 views,
+    49 ms instead of 114 ms from 480x640 and 14 ms instead of 79 ms from the robot's 331x248
+    views, with the same float32 arithmetic (bit-identical results).
+    """
+    size = prep.crop_size
+    out = np.empty((len(images), 3, size, size), np.float32)                  # (N, 3, S, S)
+    for k, img in enumerate(images):
+        _normalise_into(_resized_crop(img, prep, k), prep, out[k])
+    return out
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -115,6 +144,26 @@ def _clip_preprocessing(folder: Path, image_size: int) -> Preprocessing:
     return Preprocessing(crop, max(crop, _side(cfg.get("size"), crop)), mean, std)  # type: ignore[arg-type]
 
 
+def forward_features(model: torch.nn.Module, kind: str,
+                     pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, 3, S, S) -> features (B, D) and logits (B, C) or None; the function every runtime computes."""
+    if kind == "clip":
+        return model(pixel_values=pixels).image_embeds, None
+    if kind == "vit_cls":
+        cls = model.vit(pixel_values=pixels).last_hidden_state[:, 0]         # (B, D) post-LayerNorm
+        return cls, model.classifier(cls)
+    return model(pixel_values=pixels).last_hidden_state[:, 0], None
+
+
+def _has_bf16_matmul() -> bool:
+    """Whether the CPU multiplies bf16 natively (avx512_bf16 / AMX); elsewhere bf16 is emulated, slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class FeatureExtractor:
     """ViT / CLIP image encoder: `encode(images) -> (N, D)` float32 on CPU."""
 
@@ -129,13 +178,19 @@ class FeatureExtractor:
         else:
             self.model, self.kind, self.prep = self._load(Path(self.config.weights_dir).expanduser())
         self.model.eval()
-        if self.config.int8:
-            with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao; still works
-                warnings.simplefilter("ignore")
-                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         mcfg = self.model.config
         self._dim = int(mcfg.projection_dim if self.kind == "clip" else mcfg.hidden_size)
         self._num_logits = int(mcfg.num_labels) if self.kind == "vit_cls" else 0
+        self.precision = self.config.resolved_precision
+        self.onnx: Any = None           # perception.onnx_vit.OnnxRunner with runtime 'onnx'
+        if self.config.runtime == "onnx":
+            self._start_onnx()
+        elif self.precision == "int8":
+            with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao; still works
+                warnings.simplefilter("ignore")
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif self.precision == "bf16" and not _has_bf16_matmul():
+            log.warning("precision bf16 on a CPU without avx512_bf16/AMX: bf16 is emulated and slower than fp32")
 
     # -- construction ---------------------------------------------------------------------
     def _random_vit(self) -> tuple[torch.nn.Module, str, Preprocessing]:
@@ -189,6 +244,18 @@ class FeatureExtractor:
         log.info("loaded %s (%s) from %s", type(model).__name__, kind, folder)
         return model, kind, prep
 
+    def _start_onnx(self) -> None:
+        """Export (once, cached) and open the onnxruntime session of this model at `self.precision`."""
+        from minivln_core.perception.onnx_vit import OnnxRunner, cached_export
+
+        def forward(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return forward_features(self.model, self.kind, pixels)
+
+        path = cached_export(self.model, forward, self.kind, self.prep.crop_size, self.num_logits > 0,
+                             self.precision, self.config.onnx_dir)
+        self.onnx = OnnxRunner(path, self.config.threads)
+        log.info("onnxruntime %s extractor from %s", self.precision, path)
+
     # -- properties -----------------------------------------------------------------------
     @property
     def dim(self) -> int:
@@ -208,31 +275,29 @@ class FeatureExtractor:
     def describe(self) -> dict[str, Any]:
         """Plain facts about the extractor, for HDF5 attributes and logs."""
         return {"backend": self.config.backend, "model_kind": self.kind, "weights_dir": self.config.weights_dir or "",
-                "random_weights": self.random_weights, "int8": self.config.int8, "feature_dim": self.dim,
-                "num_logits": self.num_logits, "image_size": self.prep.crop_size}
+                "random_weights": self.random_weights, "runtime": self.config.runtime, "precision": self.precision,
+                "int8": self.precision == "int8", "feature_dim": self.dim, "num_logits": self.num_logits,
+                "image_size": self.prep.crop_size}
 
     # -- inference ------------------------------------------------------------------------
-    def _forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, 3, S, S) -> features (B, D) and logits (B, C) or None."""
-        if self.kind == "clip":
-            return self.model(pixel_values=pixels).image_embeds, None
-        if self.kind == "vit_cls":
-            cls = self.model.vit(pixel_values=pixels).last_hidden_state[:, 0]  # (B, D) post-LayerNorm
-            return cls, self.model.classifier(cls)
-        return self.model(pixel_values=pixels).last_hidden_state[:, 0], None
+    def _run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, 3, S, S) float32 -> features (B, D) and logits (B, C) or None, float32, on the configured runtime."""
+        if self.onnx is not None:
+            return self.onnx(pixels)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            f, lg = forward_features(self.model, self.kind, torch.from_numpy(pixels))
+            return f.float().numpy(), (None if lg is None else lg.float().numpy())
 
     def encode_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """Features (N, D) float32 and logits (N, C) float32 (None without a classifier)."""
         feats: list[np.ndarray] = []
         logits: list[np.ndarray] = []
         step = self.config.batch_size
-        with torch.inference_mode():
-            for start in range(0, len(images), step):
-                pixels = torch.from_numpy(preprocess(images[start:start + step], self.prep))  # (B, 3, S, S)
-                f, lg = self._forward(pixels)
-                feats.append(f.float().numpy())
-                if lg is not None:
-                    logits.append(lg.float().numpy())
+        for start in range(0, len(images), step):
+            f, lg = self._run(preprocess(images[start:start + step], self.prep))  # (B, 3, S, S) -> (B, D), (B, C)
+            feats.append(f)
+            if lg is not None:
+                logits.append(lg)
         out = np.concatenate(feats) if feats else np.zeros((0, self.dim), np.float32)
         if not self.num_logits:
             return out, None

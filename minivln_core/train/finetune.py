@@ -24,7 +24,9 @@ from minivln_core.agent.agent import NavigationAgent, StepResult
 from minivln_core.agent.rollout import apply_decisions
 from minivln_core.data.episodes import Episode
 from minivln_core.data.world import WorldPaths, load_episodes
+from minivln_core.distill.stage2 import build_distiller
 from minivln_core.env.expert import map_expert
+from minivln_core.errors import ConfigError
 from minivln_core.eval.evaluate import EvalSpec, build_env, evaluate_policy
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import from_pretrained, save_pretrained
@@ -60,9 +62,23 @@ class FinetuneConfig:
     best_split: str = "val_unseen"
     best_metric: str = "spl"
     threads: int = 0                        # torch CPU threads (0 = default)
+    # Stage-2 distillation (MiniVLN): the frozen fine-tuned teacher runs on the student's rollout.
+    teacher: str | None = None              # teacher checkpoint; None = no distillation
+    kd_weight: float = 0.1                  # KDWeight: (L_txt + L_pano + L_fuse) * kd_weight joins the loss
+    kd_temperature: float = 1.0             # temperature t of L_fuse
+    kd_txt: bool = True                     # L_txt: text-encoder outputs through W_l
+    kd_pano: bool = True                    # L_pano: the current node's panorama summary through W_r
+    kd_fuse: bool = True                    # L_fuse: fused navigation distributions
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=50, grad_clip=40.0,
                                                                    schedule="constant"))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, eval_every=250, save_every=50))
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad key."""
+        if self.kd_weight < 0:
+            raise ConfigError(f"config key 'kd_weight' must be >= 0, got {self.kd_weight}")
+        if self.kd_temperature <= 0:
+            raise ConfigError(f"config key 'kd_temperature' must be > 0, got {self.kd_temperature}")
 
 
 def global_batch(n: int, batch: int, step: int, seed: int) -> list[int]:
@@ -177,7 +193,10 @@ def build_policy(cfg: FinetuneConfig, feature_dim: int) -> DuetPolicy:
 
 def run_finetune(cfg: FinetuneConfig, run_dir: Path, extra_loss=None, meta: dict[str, Any] | None = None,
                  progress: bool = True) -> dict[str, Any]:
-    """Fine-tune, evaluating every `loop.eval_every` steps; writes `best/` and `last/` under run_dir."""
+    """Fine-tune, evaluating every `loop.eval_every` steps; writes `best/` and `last/` under run_dir.
+
+    With `cfg.teacher` (and no other `extra_loss`) the stage-2 distillation terms join the loss."""
+    cfg.validate()  # also when the config was changed with dataclasses.replace
     info = D.init_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -190,6 +209,8 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, extra_loss=None, meta: dict
     feature_dim = env.features.get(episodes[0].scan, episodes[0].start).shape[1]
     torch.manual_seed(cfg.loop.seed)
     policy = build_policy(cfg, feature_dim)
+    if extra_loss is None and cfg.teacher:
+        extra_loss = build_distiller(cfg, policy.config.hidden_size, feature_dim)
     task = FinetuneTask(policy, cfg, episodes, env, info, extra_loss)
     trainer = Trainer(run_dir, task, cfg.optim, cfg.loop, {"name": run_dir.name, "kind": "finetune", **(meta or {})},
                       info, progress)

@@ -31,7 +31,7 @@ class RunLogger:
         if not self.enabled or not self.path.exists():
             return
         kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+                if (row := _row(line)) is not None and row.get("step", 0) <= step]
 
         def write(tmp: str) -> None:
             Path(tmp).write_text("".join(line + "\n" for line in kept))
@@ -97,6 +97,14 @@ class RunLogger:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _row(line: str) -> dict[str, Any] | None:
+    """One decoded log line; None for a blank line or one cut short by a kill mid-write."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None
 
 
 def mean_dict(rows: list[Mapping[str, Any]]) -> dict[str, float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -116,13 +116,16 @@ class PretrainTask(nn.Module):
         rng = np.random.default_rng(step_seed(self.cfg.loop.seed, step, TASK_SALT))
         return self.tasks[int(rng.choice(len(self.tasks), p=self.probs))]
 
-    def forward(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        task = self.task_at(step)
-        seed = self.cfg.loop.seed
-        index = global_batch(len(self.episodes), self.cfg.batch_size, step, seed)
+    def samples(self, step: int) -> tuple[str, list[Episode], list[int]]:
+        """The step's task, this process's episodes and their global sample indices."""
+        index = global_batch(len(self.episodes), self.cfg.batch_size, step, self.cfg.loop.seed)
         positions = D.shard(list(range(self.cfg.batch_size)), self.info)   # global sample indices
-        batch = build_batch(self.model.policy, self.env, task, [self.episodes[index[p]] for p in positions],
-                            positions, step, seed, self.cfg.max_traj_nodes)
+        return self.task_at(step), [self.episodes[index[p]] for p in positions], positions
+
+    def forward(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        task, episodes, positions = self.samples(step)
+        batch = build_batch(self.model.policy, self.env, task, episodes, positions, step, self.cfg.loop.seed,
+                            self.cfg.max_traj_nodes)
         loss, stats = task_loss(self.model, batch)
         scalars = {f"{task}_loss": float(loss.detach())}
         scalars.update({f"{task}_{k}": v for k, v in stats.items() if k != "n"})
@@ -179,8 +182,11 @@ def load_pretrain_model(directory: str | Path) -> DuetPretrainModel:
 
 
 def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None = None,
-                 progress: bool = True) -> dict[str, Any]:
-    """Pretrain, evaluating every `loop.eval_every` steps; writes `policy/`, `best/` and `last/` under run_dir."""
+                 progress: bool = True, make_task: Callable[..., nn.Module] = PretrainTask) -> dict[str, Any]:
+    """Pretrain, evaluating every `loop.eval_every` steps; writes `policy/`, `best/` and `last/` under run_dir.
+
+    make_task(model, cfg, episodes, env, info) builds the trained task (stage-1 distillation passes its own).
+    """
     run_dir = Path(run_dir)
     info = D.init_distributed()
     if cfg.threads:
@@ -193,7 +199,7 @@ def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None
     env = build_env(EvalSpec(paths.root, cfg.task, "train", features=cfg.features), episodes)
     torch.manual_seed(cfg.loop.seed)
     model = build_pretrain_model(cfg, env)
-    task = PretrainTask(model, cfg, episodes, env, info)
+    task = make_task(model, cfg, episodes, env, info)
     base_meta = {"task": cfg.task, "preset": cfg.preset, "kind": "pretrain", "mrc_classes": model.mrc_classes,
                  **(meta or {})}
     trainer = Trainer(run_dir, task, cfg.optim, cfg.loop, {"name": run_dir.name, **base_meta}, info, progress)

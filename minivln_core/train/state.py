@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minivln_core.errors import DataError
-from minivln_core.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_directory, write_model_files
+from minivln_core.models.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_directory, restore_interrupted,
+                                            write_model_files)
 
 OPTIM_NAME = "optimizer.safetensors"
 TRAINER_NAME = "trainer.json"
@@ -69,8 +70,12 @@ def save_training_state(directory: str | Path, model: torch.nn.Module, optimizer
 
 
 def is_complete(directory: str | Path) -> bool:
-    """True if `directory` holds a whole training checkpoint (sizes match what was recorded)."""
+    """True if `directory` holds a whole training checkpoint (sizes match what was recorded).
+
+    A checkpoint whose replacement was killed between its two renames is first put back.
+    """
     directory = Path(directory)
+    restore_interrupted(directory)
     try:
         record = json.loads((directory / TRAINER_NAME).read_text())
         info = json.loads((directory / CONFIG_NAME).read_text())

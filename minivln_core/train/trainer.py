@@ -79,10 +79,10 @@ class Trainer:
         if is_complete(self.last_dir):
             self.start_step, trainer = load_training_state(self.last_dir, self.task, self.optimizer)
             self.best = trainer.get("best")
-            self.logger.truncate(self.start_step)
             log.info("resuming %s from step %d (best so far %s)", self.run_dir, self.start_step, self.best)
         elif self.last_dir.exists():
             log.warning("ignoring %s: it is not a complete checkpoint", self.last_dir)
+        self.logger.truncate(self.start_step)  # lines logged after the checkpoint (all of them when starting over)
         return self.start_step
 
     def _save(self, step: int) -> None:

@@ -1,0 +1,59 @@
+"""Settings of a replay: which topics hold what, and the navigator settings the recording used.
+
+Defaults equal the nodes' parameters (config/navigator.yaml, config/sim_robot.yaml), so a bag
+recorded by `sim_robot` or by `ros2 bag record` next to the default nodes replays without any
+setting. `minivln replay --config FILE --set topics.odom=/robot1/odom` overrides them
+(`minivln_core.config.build_config`; an unknown key is an error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from minivln_core.errors import ConfigError
+
+STORAGES = ("mcap", "sqlite3")
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Topic names in the bag (a leading '/' is ignored when matching, as ros2 bag record adds one)."""
+
+    instruction: str = "instruction"                  # std_msgs/String
+    panorama: str = "panorama"                        # sensor_msgs/Image (rgb8/bgr8, 2:1)
+    compressed_panorama: str = "panorama/compressed"  # sensor_msgs/CompressedImage (JPEG/PNG, 2:1)
+    waypoints: str = "navigable_waypoints"            # geometry_msgs/PoseArray (map frame)
+    odom: str = "odom"                                # nav_msgs/Odometry (pose in the map frame)
+    goal: str = "goal_pose"                           # geometry_msgs/PoseStamped (the navigator's goals)
+    status: str = "navigator_status"                  # minivln_interfaces/NavigatorStatus
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """What a replay needs besides the bag, the checkpoint and the episodes."""
+
+    topics: BagTopics = field(default_factory=BagTopics)
+    map_frame: str = "map"           # frame of odometry, waypoints and goals
+    max_steps: int = 15              # the navigator's max_steps (must equal the recording's)
+    place_tolerance: float = 0.5     # the navigator's place_tolerance, metres
+    match_tolerance: float = 0.5     # metres from a recorded pose to a place of the building
+    max_pano_width: int = 8192       # the navigator's max_pano_width (wider panoramas are dropped)
+    max_waypoints: int = 64          # the navigator's max_waypoints (larger sets are dropped)
+    max_instruction_chars: int = 2000  # the navigator's max_instruction_chars (longer instructions are dropped)
+    feature_cache_size: int = 512    # the navigator's feature_cache_size (places whose features are kept)
+    threads: int = 0                 # torch threads (0 = torch default)
+
+    def validate(self) -> None:
+        """ConfigError naming the first bad key."""
+        if self.max_steps < 1:
+            raise ConfigError(f"config key 'max_steps': must be >= 1, got {self.max_steps}")
+        for name in ("place_tolerance", "match_tolerance"):
+            if not getattr(self, name) > 0.0:
+                raise ConfigError(f"config key '{name}': must be > 0 metres, got {getattr(self, name)}")
+        for name, low in (("max_pano_width", 24), ("max_waypoints", 1), ("max_instruction_chars", 1),
+                          ("feature_cache_size", 0), ("threads", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"config key '{name}': must be >= {low}, got {getattr(self, name)}")
+        for name, value in vars(self.topics).items():
+            if not value.strip("/") or " " in value:
+                raise ConfigError(f"config key 'topics.{name}': {value!r} is not a topic name")
