@@ -119,3 +119,14 @@ def atomic_save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
 
     atomic_write(path, write)
     return Path(path)
+
+
+def finish_figure(fig: Any, path: str | Path, title: str) -> Path:
+    """Title, tight layout, atomic PNG save and close: how every report picture is finished."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
+    return Path(path)

@@ -1,4 +1,5 @@
-"""SIGKILL at seeded random points of `minivln pretrain` and `minivln finetune`, then the same command again.
+"""SIGKILL at seeded random points of `minivln pretrain`, `minivln finetune`, `minivln distill-pretrain`
+(stage-1 distillation) and `minivln finetune --teacher` (stage 2), then the same command again.
 
 Each command first runs uninterrupted on a tiny world (counting its checkpoint and log writes).
 Then a chain of runs in a fresh folder is killed, one after the other, at points drawn from a
@@ -29,14 +30,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["--set", "preset=tiny-student", "--set", "loop.save_every=1", "--set", "loop.log_every=1",
           "--set", "loop.eval_every=2", "--set", "eval_splits=[val_unseen]", "--set", "threads=1", "--quiet"]
-COMMANDS = {
-    "pretrain": ["--set", "batch_size=2", "--set", "eval_limit=2", "--set", "loop.steps=4"],
-    "finetune": ["--set", "batch_size=4", "--set", "eval_limit=4", "--set", "loop.steps=4", "--set", "max_steps=6"],
+TEACHER = "{teacher}"  # replaced by the tiny teacher checkpoint of the `teacher` fixture
+COMMANDS = {  # name -> minivln command and its arguments
+    "pretrain": ("pretrain", ["--set", "batch_size=2", "--set", "eval_limit=2", "--set", "loop.steps=4"]),
+    "finetune": ("finetune", ["--set", "batch_size=4", "--set", "eval_limit=4", "--set", "loop.steps=4",
+                              "--set", "max_steps=6"]),
+    "distill-pretrain": ("distill-pretrain", ["--set", "batch_size=2", "--set", "eval_limit=2", "--set", "loop.steps=4",
+                                              "--set", f"teacher={TEACHER}"]),
+    "finetune-kd": ("finetune", ["--set", "batch_size=4", "--set", "eval_limit=4", "--set", "loop.steps=4",
+                                 "--set", "max_steps=6", "--set", f"teacher={TEACHER}", "--set", "kd_weight=0.1"]),
 }
 KILLS = ("time", "weights", "swap", "log")
 # kinds of kill per command, in order (the points are drawn at random); both commands share the
 # Trainer, checkpoint and log code, so between them every kind is covered in 5 runs per command
-CHAINS = {"pretrain": ("swap", "log", "time"), "finetune": ("weights", "swap", "time")}
+CHAINS = {"pretrain": ("swap", "log", "time"), "finetune": ("weights", "swap", "time"),
+          "distill-pretrain": ("weights", "log", "time"), "finetune-kd": ("swap", "weights", "time")}
 TOLERANCE = 1e-6
 
 
@@ -115,11 +123,28 @@ def world(tmp_path_factory) -> Path:
     return root
 
 
-def run(command: str, world: Path, out: Path, spec: dict, kill_after: float | None = None) -> tuple[int, str, float]:
+@pytest.fixture(scope="module")
+def teacher(world, tmp_path_factory) -> Path:
+    """A frozen tiny teacher for the distillation commands (its layers map 3/2/2 -> the student's 1/1/1)."""
+    import torch
+
+    from minivln_core.models import DuetPolicy, preset
+    from minivln_core.models.checkpoint import save_pretrained
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("faults_teacher") / "teacher"
+    save_pretrained(DuetPolicy(preset("tiny-teacher", image_feat_size=16)), out, {"kind": "test"})
+    return out
+
+
+def run(command: str, world: Path, out: Path, spec: dict, kill_after: float | None = None,
+        teacher: Path | None = None) -> tuple[int, str, float]:
     """(return code, stderr, seconds) of one run of `command`, armed with `spec`."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    args = [sys.executable, __file__, json.dumps(spec), command, "--world", str(world), "--out", str(out),
-            *COMMON, *COMMANDS[command]]
+    cli, extra = COMMANDS[command]
+    extra = [a.replace(TEACHER, str(teacher)) for a in extra]
+    args = [sys.executable, __file__, json.dumps(spec), cli, "--world", str(world), "--out", str(out),
+            *COMMON, *extra]
     started = time.monotonic()
     with open(out.parent / f"{out.name}.stderr", "w+") as err:
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
@@ -167,13 +192,13 @@ def max_difference(a: Path, b: Path) -> float:
     return max(float((x[k].double() - y[k].double()).abs().max()) if x[k].numel() else 0.0 for k in x)
 
 
-@pytest.mark.parametrize("command", ["pretrain", "finetune"])
-def test_sigkill_anywhere_then_rerun_ends_like_an_uninterrupted_run(world, tmp_path, command) -> None:
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_sigkill_anywhere_then_rerun_ends_like_an_uninterrupted_run(world, teacher, tmp_path, command) -> None:
     straight = tmp_path / "straight"
-    code, err, seconds = run(command, world, straight, {"count": str(tmp_path / "counts.json")})
+    code, err, seconds = run(command, world, straight, {"count": str(tmp_path / "counts.json")}, teacher=teacher)
     assert code == 0, err[-3000:]
     counts = json.loads((tmp_path / "counts.json").read_text())
-    rng = np.random.default_rng(2024 if command == "pretrain" else 2025)
+    rng = np.random.default_rng(2024 + list(COMMANDS).index(command))
     killed = tmp_path / "killed"
     kills: list[str] = []
     for kind in CHAINS[command]:
@@ -181,7 +206,7 @@ def test_sigkill_anywhere_then_rerun_ends_like_an_uninterrupted_run(world, tmp_p
         spec = {"kind": kind, "nth": int(rng.integers(1, max(counts[kind] // 3, 1) + 1))} if kind != "time" else {}
         delay = float(rng.uniform(0.3, 0.8)) * seconds if kind == "time" else None
         before = saved_step(killed) if killed.exists() else None
-        code, err, _ = run(command, world, killed, spec, kill_after=delay)
+        code, err, _ = run(command, world, killed, spec, kill_after=delay, teacher=teacher)
         if before is not None and (kind != "time" or code == 0):  # a timed kill may come before resumption
             assert f"from step {before}" in err, (kind, before, err[-2000:])  # where the last run left off
         if code == 0:
@@ -193,7 +218,7 @@ def test_sigkill_anywhere_then_rerun_ends_like_an_uninterrupted_run(world, tmp_p
         kills.append(f"{kind} {where} -> checkpoint at step {saved_step(killed)}")
     assert sum("finished" not in k for k in kills) >= 2, kills
     before = saved_step(killed)
-    code, err, _ = run(command, world, killed, {})
+    code, err, _ = run(command, world, killed, {}, teacher=teacher)
     assert code == 0, err[-3000:]
     if before is not None:
         assert f"from step {before}" in err, err[-2000:]
@@ -202,7 +227,7 @@ def test_sigkill_anywhere_then_rerun_ends_like_an_uninterrupted_run(world, tmp_p
     assert json.loads((killed / "last" / "trainer.json").read_text())["step"] == \
         json.loads((straight / "last" / "trainer.json").read_text())["step"]
     diffs = {name: max_difference(straight / name / "model.safetensors", killed / name / "model.safetensors")
-             for name in ("last", "best") + (("policy",) if command == "pretrain" else ())}
+             for name in ("last", "best") + (("policy",) if "pretrain" in command else ())}
     diffs["optimizer"] = max_difference(straight / "last" / "optimizer.safetensors",
                                         killed / "last" / "optimizer.safetensors")
     rows_a, rows_b = metrics_rows(straight), metrics_rows(killed)

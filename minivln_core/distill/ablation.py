@@ -32,7 +32,7 @@ from minivln_core.errors import ConfigError
 from minivln_core.eval.bench import BenchConfig, bench_policies, environment_info
 from minivln_core.eval.evaluate import EvalSpec, evaluate_policy
 from minivln_core.eval.report import BAR_METRICS
-from minivln_core.io_utils import atomic_save_figure, atomic_write_json, atomic_write_text
+from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_figure
 from minivln_core.models.checkpoint import CONFIG_NAME
 from minivln_core.models.config import ModelConfig
 from minivln_core.train.finetune import FinetuneConfig, run_finetune
@@ -363,11 +363,7 @@ def plot_ablation(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.set_xticks([0, 1], ["teacher", "student"])
     ax.set(title="size and CPU time")
     ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path, title)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from minivln_core.io_utils import atomic_save_figure, atomic_write_json, atomic_write_text
+from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_figure
 
 BAR_METRICS = ("sr", "spl", "ndtw")
 
@@ -41,11 +41,7 @@ def plot_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set(title=split, ylim=(0, 105), ylabel="%")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path, title)
 
 
 def write_report(out: Path, title: str, rows: Sequence[dict[str, Any]], extra: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping
 
-from minivln_core.io_utils import atomic_save_figure, atomic_write
+from minivln_core.io_utils import atomic_write, finish_figure
 
 
 class RunLogger:
@@ -88,11 +88,7 @@ class RunLogger:
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7)
-        fig.suptitle(title)
-        fig.tight_layout()
-        atomic_save_figure(fig, path)
-        plt.close(fig)
-        return path
+        return finish_figure(fig, path, title)
 
     def close(self) -> None:
         if self._tb is not None:
