@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file
 
 from minivln_core.cli import main
-from minivln_core.data.synth import SynthConfig, generate_world
 from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.distill.losses import attention_mse, hidden_mse
 from minivln_core.distill.projections import KDProjections
@@ -26,15 +25,12 @@ from minivln_core.models.pretrain import DuetPretrainModel
 from minivln_core.train import distributed as D
 from minivln_core.train.pretrain import PretrainTask
 
-DIM = 16
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, feat_dropout=0.0)
+from fixtures_distill import DIM, NO_DROPOUT, make_kd_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("kd1_world")
-    generate_world(root, SynthConfig(houses=3, seed=3, paths_per_house=8, reverie_per_house=4, feature_dim=DIM))
-    return root
+    return make_kd_world(tmp_path_factory, "kd1_world", seed=3)
 
 
 def _task(world: Path, teacher: DuetPolicy, identity: bool = False, **kd) -> DistillPretrainTask:

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 
 from minivln_core.cli import main
-from minivln_core.data.synth import SynthConfig, generate_world
 from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.distill.projections import KDProjections
 from minivln_core.distill.stage1 import DistillPretrainConfig, DistillPretrainTask
@@ -30,15 +29,12 @@ from minivln_core.train.optim import build_optimizer
 from minivln_core.train.pretrain import MixRatio
 from minivln_core.train.trainer import LoopConfig
 
-DIM = 16
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, feat_dropout=0.0)
+from fixtures_distill import DIM, NO_DROPOUT, make_kd_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("kd2_world")
-    generate_world(root, SynthConfig(houses=3, seed=4, paths_per_house=8, reverie_per_house=4, feature_dim=DIM))
-    return root
+    return make_kd_world(tmp_path_factory, "kd2_world", seed=4)
 
 
 def _policy(name: str = "tiny-student", seed: int = 0, **overrides) -> DuetPolicy:
