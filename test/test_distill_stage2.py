@@ -102,7 +102,7 @@ def test_the_teacher_follows_the_students_sampled_rollout(world):
         assert student_state.graph_map.nodes == teacher_state.graph_map.nodes
         assert student_state.graph_map.visited == teacher_state.graph_map.visited
     late = pairs[0][0]
-    late_copy = type(late)(late.txt_embeds, step=2)
+    late_copy = type(late)(late.txt_embeds, late.txt_kv, step=2)
     result = type("R", (), {"nodes": [[None]], "decisions": []})()
     with pytest.raises(RuntimeError, match="first decision"):
         distiller(result, [late_copy], [None])

@@ -27,7 +27,7 @@ class EpisodeState:
     """What the agent keeps for one episode in progress."""
 
     txt_embeds: torch.Tensor           # (L, D) encoded once per instruction
-    txt_kv: torch.Tensor | None = None  # (S, H, L, d) its cross-attention keys/values, also once
+    txt_kv: torch.Tensor               # (S, H, L, d) its cross-attention keys/values, also once
     graph_map: GraphMap | None = None  # created on the first observation
     start: str | None = None           # viewpoint of the first observation
     step: int = 0                      # decisions made so far
@@ -118,8 +118,7 @@ class NavigationAgent:
         txt, txt_masks = _pad_text([st.txt_embeds for st in states])
         inputs, nodes = navigation_batch([st.graph_map for st in states], [st.start for st in states],
                                          observations, tokens, pano, pano_masks, txt, txt_masks)
-        if all(st.txt_kv is not None for st in states):
-            inputs.txt_kv = _pad_key_values([st.txt_kv for st in states], txt.shape[1])
+        inputs.txt_kv = _pad_key_values([st.txt_kv for st in states], txt.shape[1])
         out = model.navigate(inputs)
         probs = torch.softmax(out.fused_logits.detach(), -1)                              # (B, N)
         obj_start = object_token_start(tokens)

@@ -38,7 +38,3 @@ class KDProjections(nn.Module):
         if name not in self.maps:
             raise KeyError(f"no projection '{name}' (have {', '.join(self.maps)})")
         return self.maps[name]
-
-    def forward(self, name: str, student: torch.Tensor) -> torch.Tensor:
-        """(..., Ds) -> (..., Dt) through the map `name`."""
-        return self[name](student)

@@ -77,8 +77,17 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
 
     Timed: the teacher, the student and (cfg.int8) the student's int8 copy. Keys `teacher`,
     `student`, `student_int8` hold params, step_ms (median), step {median, p90, n} and language_ms;
-    `speedup` = teacher / student and `int8_speedup` = student / student_int8 step medians."""
+    `speedup` = teacher / student and `int8_speedup` = student / student_int8 step medians.
+    Runs with `cfg.threads` torch threads and gives the caller's thread count back afterwards."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    try:
+        return _time_policies(teacher, student, cfg)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _time_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -> dict[str, Any]:
     if teacher.config.image_feat_size != student.config.image_feat_size:
         raise ValueError("teacher and student must take the same view features")
     models = {"teacher": teacher.eval(), "student": student.eval()}

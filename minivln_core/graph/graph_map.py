@@ -34,9 +34,8 @@ class GraphMap:
     """Topological map of one episode (section b of the DUET reference)."""
 
     def __init__(self, capacity: int = 32):
-        self._ids: dict[str, int] = {}
-        self._nodes: list[str] = []
-        self._names = np.empty(0, dtype=object)   # (C,) node ids, for vectorised lookups
+        self._ids: dict[str, int] = {}             # viewpoint id -> storage index (first-seen order)
+        self._names = np.empty(0, dtype=object)   # (C,) viewpoint id of each storage index
         self._adjacent: list[set[int]] = []
         self._current: int | None = None
         # Node features, created on the first embedding: (C, D) tensors replaced out of place,
@@ -50,7 +49,7 @@ class GraphMap:
     # -- storage ------------------------------------------------------------------------
     def _allocate(self, capacity: int) -> None:
         """(Re)allocate the node arrays for `capacity` nodes, keeping the current content."""
-        n = len(self._nodes)
+        n = len(self._ids)
         positions = np.zeros((capacity, 3))                       # (C, 3)
         dist = np.full((capacity, capacity), np.inf)              # (C, C) metres, inf = unknown
         nxt = np.full((capacity, capacity), -1, dtype=np.int64)   # (C, C) first hop, -1 = none
@@ -86,11 +85,10 @@ class GraphMap:
         position = np.asarray(position, dtype=np.float64)
         if position.shape != (3,) or not np.all(np.isfinite(position)):
             raise ValueError(f"position of '{viewpoint}' must be 3 finite numbers, got {position!r}")
-        index = len(self._nodes)
+        index = len(self._ids)
         if index == len(self._positions):
             self._allocate(2 * index)
         self._ids[viewpoint] = index
-        self._nodes.append(viewpoint)
         self._names[index] = viewpoint
         self._adjacent.append(set())
         self._positions[index] = position
@@ -120,7 +118,7 @@ class GraphMap:
     def update(self, viewpoint: str, position: np.ndarray, neighbours: Mapping[str, np.ndarray],
                step: int) -> None:
         """Arrive at `viewpoint` at loop step `step` (0-based) and add edges to its neighbours."""
-        if self._nodes and viewpoint not in self._ids:
+        if self._ids and viewpoint not in self._ids:
             raise ValueError(f"cannot arrive at '{viewpoint}': it was never seen from a visited node "
                              "(the map would be disconnected)")
         c = self._add_node(viewpoint, position)
@@ -134,7 +132,7 @@ class GraphMap:
         for k in nbrs:
             self._adjacent[c].add(int(k))
             self._adjacent[int(k)].add(c)
-        n = len(self._nodes)
+        n = len(self._ids)
         dist, nxt = self._dist[:n, :n], self._next[:n, :n]                            # views, (N, N)
         rows = np.arange(n)
         weights = np.linalg.norm(self._positions[nbrs] - self._positions[c], axis=1)  # (K,)
@@ -158,7 +156,7 @@ class GraphMap:
 
     # -- node sets ----------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._nodes)
+        return len(self._ids)
 
     def __contains__(self, viewpoint: object) -> bool:
         return viewpoint in self._ids
@@ -166,26 +164,26 @@ class GraphMap:
     @property
     def nodes(self) -> list[str]:
         """Every node (visited and ghost) in first-seen order."""
-        return list(self._nodes)
+        return self._names[: len(self._ids)].tolist()
 
     @property
     def current(self) -> str | None:
         """The latest visited node (None before the first update)."""
-        return None if self._current is None else self._nodes[self._current]
+        return None if self._current is None else self._names[self._current]
 
     @property
     def visited(self) -> list[str]:
         """Visited nodes in first-seen order."""
-        return self.names(np.flatnonzero(self._visited[: len(self._nodes)]))
+        return self.names(np.flatnonzero(self._visited[: len(self._ids)]))
 
     @property
     def ghosts(self) -> list[str]:
         """Unvisited (ghost) nodes in first-seen order."""
-        return self.names(np.flatnonzero(~self._visited[: len(self._nodes)]))
+        return self.names(np.flatnonzero(~self._visited[: len(self._ids)]))
 
     def global_order(self) -> np.ndarray:
         """(N,) indices in global-branch order: visited nodes, then ghosts (first-seen order within each)."""
-        visited = self._visited[: len(self._nodes)]
+        visited = self._visited[: len(self._ids)]
         return np.concatenate([np.flatnonzero(visited), np.flatnonzero(~visited)])
 
     def global_nodes(self) -> list[str]:
@@ -210,7 +208,7 @@ class GraphMap:
 
     def neighbours(self, viewpoint: str) -> list[str]:
         """Nodes joined to `viewpoint` by an edge of the map (first-seen order)."""
-        return [self._nodes[j] for j in sorted(self._adjacent[self._index(viewpoint)])]
+        return self.names(np.array(sorted(self._adjacent[self._index(viewpoint)]), dtype=np.int64))
 
     # -- shortest paths in the known graph ----------------------------------------------
     def distance(self, a: str, b: str) -> float:
@@ -225,8 +223,8 @@ class GraphMap:
         hops: list[str] = []
         while i != j:
             i = int(self._next[i, j])
-            hops.append(self._nodes[i])
-            if len(hops) > len(self._nodes):
+            hops.append(self._names[i])
+            if len(hops) > len(self._ids):
                 raise RuntimeError("next-hop table is inconsistent (cycle)")
         return hops
 
@@ -239,7 +237,7 @@ class GraphMap:
         at = np.full(len(targets), source, dtype=np.int64)   # (N,) where each walk currently is
         counts = np.zeros(len(targets), dtype=np.int64)       # (N,)
         active = at != targets
-        for _ in range(len(self._nodes)):
+        for _ in range(len(self._ids)):
             if not active.any():
                 return counts
             at[active] = self._next[at[active], targets[active]]
@@ -319,7 +317,7 @@ class GraphMap:
         has_visited, counts = self._has_visited_embed[idx], self._ghost_counts[idx]
         missing = ~has_visited & (counts == 0)
         if missing.any() or self._visited_embeds is None:
-            raise KeyError(f"node '{self._nodes[int(idx[np.argmax(missing)])]}' has no embedding yet")
+            raise KeyError(f"node '{self._names[int(idx[np.argmax(missing)])]}' has no embedding yet")
         index = torch.from_numpy(idx).to(self._visited_embeds.device)
         ghosts = self._ghost_sums.index_select(0, index) / torch.from_numpy(
             np.maximum(counts, 1)).to(self._ghost_sums)[:, None]                        # (N, D)

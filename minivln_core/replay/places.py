@@ -8,7 +8,7 @@ recorded elsewhere.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -46,15 +46,3 @@ class PlaceMatcher:
                 out.extend(self.graph.shortest_path(out[-1], vp)[1:])
         return out
 
-
-def best_building(graphs: Mapping[str, ScanGraph], positions: Sequence[np.ndarray],
-                  tolerance: float) -> tuple[str, list[int]]:
-    """(scan whose viewpoints match the most positions, indices of the positions it does not match)."""
-    best: tuple[int, str, list[int]] | None = None
-    for scan, graph in sorted(graphs.items()):
-        matcher = PlaceMatcher(graph, tolerance)
-        misses = [k for k, p in enumerate(positions) if matcher.match(p) is None]
-        if best is None or len(misses) < len(best[2]):
-            best = (len(misses), scan, misses)
-    assert best is not None, "no graphs given"
-    return best[1], best[2]

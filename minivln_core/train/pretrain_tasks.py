@@ -203,9 +203,8 @@ def build_batch(policy: DuetPolicy, env: NavEnv, task: str, episodes: Sequence[E
             gmap.update(obs.viewpoint, obs.position, {c.viewpoint: c.position for c in obs.candidates}, t)
             pano = encoded[(i, t)]                                                  # (V_i, D)
             gmap.set_visited_embedding(obs.viewpoint, pano.mean(0))
-            for k, vp in enumerate(tokens[i][t].cand_viewpoints):
-                if vp not in gmap.visited:
-                    gmap.add_ghost_embedding(vp, pano[k])
+            cands = tokens[i][t].cand_viewpoints  # candidate tokens come first (visited ones skipped)
+            gmap.add_ghost_embeddings(cands, pano[: len(cands)])
         maps.append(gmap)
 
     # Language (masked for MLM) and one navigation input at the end nodes.
