@@ -79,7 +79,8 @@ class NavigatorNode(Node):
         extractor = load_extractor_config(p.checkpoint, p.features_file or None, p.vit_weights_dir or None)
         self.navigator = OnlineNavigator.from_checkpoint(p.checkpoint, extractor, max_steps=p.max_steps,
                                                          place_tolerance=p.place_tolerance, threads=p.threads,
-                                                         cache_size=p.feature_cache_size, int8=p.int8)
+                                                         cache_size=p.feature_cache_size, int8=p.int8,
+                                                         runtime=p.policy_runtime)
         self.dropped: Counter[str] = Counter()   # dropped messages by kind of problem
         self.warned: Counter[str] = Counter()    # warnings logged by kind (once each)
         self.received: Counter[str] = Counter()  # messages received by topic

@@ -40,6 +40,7 @@ class NavigatorParams:
     features_file: str
     threads: int
     int8: bool
+    policy_runtime: str
     max_steps: int
     place_tolerance: float
     arrival_tolerance: float
@@ -77,6 +78,8 @@ NAVIGATOR = {
     "threads": Spec(0, "torch intra-op threads (0 = torch default)", 0, 256),
     "int8": Spec(False, "run the policy dynamically int8-quantised (faster on a CPU; `minivln bench` measures "
                         "its speed and argmax agreement with fp32)"),
+    "policy_runtime": Spec("torch", "runs the policy's per-step modes: 'torch' or 'onnx' (onnxruntime, exported from the "
+                                    "checkpoint at start-up and cached; about 2x faster, docs/speed.md)"),
     "max_steps": Spec(15, "decisions per episode before a forced stop", 1, 1000),
     "place_tolerance": Spec(0.5, "metres within which two positions are the same place", 0.01, 10.0),
     "arrival_tolerance": Spec(0.5, "metres within which the robot has reached a goal", 0.01, 10.0),
@@ -222,6 +225,8 @@ def validate_navigator(p: NavigatorParams) -> None:
         raise ParamError(f"parameter 'vit_weights_dir': {p.vit_weights_dir} is not a directory")
     if p.features_file and not Path(p.features_file).is_file():
         raise ParamError(f"parameter 'features_file': {p.features_file} does not exist")
+    if p.policy_runtime not in ("torch", "onnx"):
+        raise ParamError(f"parameter 'policy_runtime' must be 'torch' or 'onnx', got {p.policy_runtime!r}")
     if p.pose_source not in ("odom", "tf"):
         raise ParamError(f"parameter 'pose_source' must be 'odom' or 'tf', got {p.pose_source!r}")
     if not p.base_frame or " " in p.base_frame or p.base_frame.lstrip("/") == p.map_frame.lstrip("/"):

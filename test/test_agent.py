@@ -142,3 +142,14 @@ def test_reverie_objects_batched_and_single_agree(tmp_path):
     assert [r["predObjId"] for r in runs[0]] == [r["predObjId"] for r in runs[1]]
     assert all(r["predObjId"] is not None for r in runs[0])
     assert [r["trajectory"] for r in runs[0]] == [r["trajectory"] for r in runs[1]]
+
+
+def test_eval_limit_spreads_over_the_split():
+    # Splits are ordered by house: a quick evaluation must not score one house only.
+    from minivln_core.eval.evaluate import spread_subset
+
+    items = list(range(10))
+    assert spread_subset(items, 0) == items and spread_subset(items, 20) == items
+    assert spread_subset(items, 1) == [0]
+    picked = spread_subset(items, 4)
+    assert picked == [0, 3, 6, 9] and len(set(spread_subset(items, 9))) == 9

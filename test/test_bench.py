@@ -20,6 +20,10 @@ def test_bench_reports_step_times_and_speedup(tmp_path, capsys):
     assert out.with_suffix(".png").stat().st_size > 1000
     assert "faster" in capsys.readouterr().out
     assert result["student_int8"]["step"]["n"] == 8 and result["int8_speedup"] > 0
+    # Default runtime onnx; the torch eager pair is timed too, in a pass of its own.
+    assert result["runtime"] == "onnx"
+    assert result["speedup_torch"] == result["teacher_torch"]["step_ms"] / result["student_torch"]["step_ms"]
+    assert result["student_torch"]["params"] == result["student"]["params"] == result["student_int8"]["params"]
 
 
 def test_int8_student_is_timed_and_agrees_with_fp32_on_a_split(tmp_path, capsys):

@@ -152,3 +152,17 @@ def test_int8_navigator_runs_a_quantised_policy(online) -> None:
     assert not any(type(m) is torch.nn.Linear for m in modules)
     plain = make_navigator(ckpt)
     assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in plain.agent.model.modules())
+
+
+def test_onnx_navigator_decides_like_the_offline_rollout(online, tmp_path, monkeypatch) -> None:
+    # policy_runtime 'onnx': panorama and navigation mode in onnxruntime, exported from the checkpoint.
+    from minivln_core.models.onnx_policy import OnnxPolicy
+
+    monkeypatch.setenv("MINIVLN_CACHE", str(tmp_path / "cache"))
+    ckpt = online["checkpoint"]
+    nav = OnlineNavigator.from_checkpoint(ckpt, load_extractor_config(ckpt), max_steps=MAX_STEPS, runtime="onnx")
+    assert isinstance(nav.agent.model, OnnxPolicy) and nav.agent.model.precision == "fp32"
+    assert all(str(p).startswith(str(tmp_path / "cache")) for p in nav.agent.model.files.values())
+    sim = SimWorld(online["world"], split=SPLIT)
+    for index in range(min(2, len(sim.episodes))):
+        assert online_rollout(nav, sim, index) == offline_goals(online["world"], ckpt, index)["goals"]

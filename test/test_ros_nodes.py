@@ -106,6 +106,7 @@ def test_closed_loop_matches_offline_rollout(online, ros_context, tmp_path) -> N
     ("max_steps:=0", "max_steps"),
     ("checkpoint:=/nonexistent", "checkpoint"),
     ("place_tolerance:=-1.0", "place_tolerance"),
+    ("policy_runtime:=tensorrt", "policy_runtime"),
 ])
 def test_bad_parameters_exit_with_a_clear_message(online, tmp_path, override, expected) -> None:
     args = node_command("navigator", {"checkpoint": online["checkpoint"]}) + ["-p", override]

@@ -199,17 +199,16 @@ class OnlineNavigator:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, extractor_config: ExtractorConfig, max_steps: int = 15,
                         place_tolerance: float = 0.5, threads: int = 0,
-                        cache_size: int = 512, int8: bool = False) -> "OnlineNavigator":
+                        cache_size: int = 512, int8: bool = False, runtime: str = "torch") -> "OnlineNavigator":
         """Load the policy with `from_pretrained` and build the extractor from `extractor_config`;
-        `int8` runs the policy's dynamically int8-quantised copy (`minivln bench` measures both)."""
+        `runtime` ('torch' | 'onnx') and `int8` pick the policy's inference form
+        (`models.inference.for_inference`; `minivln bench` measures them all)."""
         from minivln_core.models.checkpoint import from_pretrained
-        from minivln_core.models.quantize import quantize_int8
+        from minivln_core.models.inference import for_inference
 
         if threads:
             torch.set_num_threads(threads)
-        model = from_pretrained(checkpoint)
-        if int8:
-            model = quantize_int8(model)
+        model = for_inference(from_pretrained(checkpoint), runtime, "int8" if int8 else "fp32", threads)
         extractor = FeatureExtractor(replace(extractor_config, threads=threads or extractor_config.threads))
         return cls(NavigationAgent(model, max_steps=max_steps), extractor, place_tolerance, cache_size=cache_size)
 

@@ -16,7 +16,7 @@ from minivln_core.eval.bench import BenchConfig, bench_extraction, bench_policie
 from minivln_core.io_utils import atomic_save_figure, atomic_write_json
 from minivln_core.models import PRESETS, DuetPolicy, preset
 from minivln_core.models.checkpoint import from_pretrained
-from minivln_core.models.quantize import quantize_int8
+from minivln_core.models.inference import for_inference
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/bench/bench.json", help="JSON output (the chart goes beside it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="BenchConfig override: steps, warmup, min_nodes, threads, houses, seed, vit_repeats, int8, "
+                        "runtime (torch|onnx), compare_torch, "
                         "agreement_world, agreement_split, agreement_features, agreement_limit")
     p.set_defaults(func=run)
 
@@ -54,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
         spec = EvalSpec(Path(cfg.agreement_world), student.config.has_objects and "reverie" or "r2r",
                         cfg.agreement_split, batch_size=16, limit=cfg.agreement_limit,
                         features=cfg.agreement_features)
-        result["int8_agreement"] = action_agreement(student, quantize_int8(student), spec, progress=True)
+        result["int8_agreement"] = action_agreement(
+            student, for_inference(student, cfg.runtime, "int8", threads=cfg.threads), spec, progress=True)
+        if cfg.runtime != "torch":  # the fp32 export should decide exactly like torch
+            result["fp32_agreement"] = action_agreement(
+                student, for_inference(student, cfg.runtime, threads=cfg.threads), spec, progress=True)
     if cfg.vit_repeats:
         result["perception"] = bench_extraction(cfg.vit_repeats, cfg.threads)
     result["teacher"]["source"] = args.teacher or args.teacher_preset
@@ -66,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
     t, s = result["teacher"], result["student"]
     print(json.dumps(result, indent=2))
     print(f"teacher {t['params'] / 1e6:.1f}M: {t['step_ms']:.1f} ms/step, student {s['params'] / 1e6:.1f}M: "
-          f"{s['step_ms']:.1f} ms/step -> {result['speedup']:.1f}x faster ({cfg.threads} threads, "
+          f"{s['step_ms']:.1f} ms/step -> {result['speedup']:.1f}x faster ({cfg.runtime}, {cfg.threads} threads, "
           f"{result['machine']['cpu']})")
+    if "speedup_torch" in result:
+        print(f"torch eager: teacher {result['teacher_torch']['step_ms']:.1f} ms/step, student "
+              f"{result['student_torch']['step_ms']:.1f} ms/step -> {result['speedup_torch']:.1f}x")
     if "student_int8" in result:
         line = f"int8 student: {result['student_int8']['step_ms']:.1f} ms/step ({result['int8_speedup']:.2f}x fp32)"
         if "int8_agreement" in result:
@@ -83,8 +91,8 @@ def _chart(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    names = [n for n in ("teacher", "student", "student_int8") if n in result]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    names = [n for n in ("teacher_torch", "student_torch", "teacher", "student", "student_int8") if n in result]
     step = [result[n]["step"]["median"] for n in names]
     p90 = [result[n]["step"]["p90"] for n in names]
     lang = [result[n]["language_ms"] for n in names]
@@ -92,7 +100,9 @@ def _chart(result: dict, path: Path) -> None:
     ax.bar([i - 0.2 for i in x], step, 0.4, yerr=[[0] * len(names), [p - m for p, m in zip(p90, step)]],
            label="decision step (median, p90)")
     ax.bar([i + 0.2 for i in x], lang, 0.4, label="language (once per episode)")
-    ax.set_xticks(list(x), [f"{n}\n{result[n]['params'] / 1e6:.1f}M" for n in names])
+    runtime = result.get("runtime", "torch")
+    labels = [n.replace("_torch", "\n(torch)") if n.endswith("_torch") else f"{n}\n({runtime})" for n in names]
+    ax.set_xticks(list(x), [f"{lab}\n{result[n]['params'] / 1e6:.1f}M" for lab, n in zip(labels, names)], fontsize=7)
     ax.set(ylabel="ms", title=f"CPU time, {result['machine']['threads']} threads: {result['speedup']:.1f}x faster")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/evaluate", help="output folder")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-steps", type=int, default=15, help="decisions per episode (the last one stops)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N instructions (0 = all)")
+    p.add_argument("--limit", type=int, default=0, help="N instructions spread evenly over the split (0 = all)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--seed", type=int, default=0, help="seed of a preset's random initialisation")
     p.set_defaults(func=run)

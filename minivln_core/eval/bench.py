@@ -25,7 +25,7 @@ from minivln_core.agent.agent import NavigationAgent
 from minivln_core.agent.rollout import apply_decisions
 from minivln_core.env.expert import map_expert
 from minivln_core.models.policy import DuetPolicy
-from minivln_core.models.quantize import quantize_int8
+from minivln_core.models.inference import for_inference
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class BenchConfig:
     seed: int = 0
     vit_repeats: int = 0         # 36-view ViT-B/16 extractions to time (0 = skip; ~10 s each fp32)
     int8: bool = True            # also time the dynamically int8-quantised student, interleaved
+    runtime: str = "onnx"        # policy runtime of teacher / student / student_int8: torch | onnx
+    compare_torch: bool = True   # with runtime onnx: also time both in torch eager (teacher_torch, student_torch)
     # Action agreement int8 vs fp32 student on a world split (needs a trained --student checkpoint
     # whose features match the world's features/<agreement_features>.h5); None = skip.
     agreement_world: str | None = None
@@ -75,29 +77,51 @@ def _world(cfg: BenchConfig, feature_dim: int, root: Path):
 def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -> dict[str, Any]:
     """Per-step and language milliseconds of the policies on the same decisions, interleaved.
 
-    Timed: the teacher, the student and (cfg.int8) the student's int8 copy. Keys `teacher`,
-    `student`, `student_int8` hold params, step_ms (median), step {median, p90, n} and language_ms;
-    `speedup` = teacher / student and `int8_speedup` = student / student_int8 step medians.
-    Runs with `cfg.threads` torch threads and gives the caller's thread count back afterwards."""
+    Timed, each in `cfg.runtime` (`models.inference.for_inference`): the teacher, the student and
+    (cfg.int8) the student's int8 copy, interleaved; with runtime onnx and `compare_torch` then also
+    the torch eager teacher and student, interleaved in a second pass. Keys `teacher`, `student`, `student_int8` (`teacher_torch`,
+    `student_torch`) hold params, step_ms (median), step {median, p90, n} and language_ms;
+    `speedup` = teacher / student and `int8_speedup` = student / student_int8 step medians
+    (`speedup_torch` = teacher_torch / student_torch). Runs with `cfg.threads` torch (and
+    onnxruntime) threads and gives the caller's thread count back afterwards."""
+    if teacher.config.image_feat_size != student.config.image_feat_size:
+        raise ValueError("teacher and student must take the same view features")
     previous = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        return _time_policies(teacher, student, cfg)
+        models = {"teacher": for_inference(teacher, cfg.runtime, threads=cfg.threads),
+                  "student": for_inference(student, cfg.runtime, threads=cfg.threads)}
+        if cfg.int8:
+            models["student_int8"] = for_inference(student, cfg.runtime, "int8", threads=cfg.threads)
+        out = _time_policies(models, teacher.config.image_feat_size, cfg)
+        if cfg.runtime != "torch" and cfg.compare_torch:
+            # A pass of its own: onnxruntime's pool threads spin between kernels, and interleaved
+            # with torch's OpenMP threads on 2 cores each would slow the other down.
+            eager = _time_policies({"teacher_torch": teacher.eval(), "student_torch": student.eval()},
+                                   teacher.config.image_feat_size, cfg)
+            out.update(teacher_torch=eager["teacher_torch"], student_torch=eager["student_torch"])
     finally:
         torch.set_num_threads(previous)
-
-
-def _time_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -> dict[str, Any]:
-    if teacher.config.image_feat_size != student.config.image_feat_size:
-        raise ValueError("teacher and student must take the same view features")
-    models = {"teacher": teacher.eval(), "student": student.eval()}
+    for name in [k for k in out if k.startswith(("teacher", "student"))]:  # int8 copies: their original's
+        out[name]["params"] = (teacher if name.startswith("teacher") else student).num_parameters()
+    out["runtime"] = cfg.runtime
+    out["speedup"] = out["teacher"]["step_ms"] / out["student"]["step_ms"]
+    out["language_speedup"] = out["teacher"]["language_ms"] / out["student"]["language_ms"]
     if cfg.int8:
-        models["student_int8"] = quantize_int8(student)
+        out["int8_speedup"] = out["student"]["step_ms"] / out["student_int8"]["step_ms"]
+    if "teacher_torch" in out:
+        out["speedup_torch"] = out["teacher_torch"]["step_ms"] / out["student_torch"]["step_ms"]
+    return out
+
+
+def _time_policies(models: dict[str, Any], feature_dim: int, cfg: BenchConfig) -> dict[str, Any]:
+    """{name: policy for NavigationAgent} -> {name: timings}, every decision timed for all in turn."""
     agents = {k: NavigationAgent(m, 100) for k, m in models.items()}
+    lead = next(iter(agents))  # its decisions move the walk on (all are teacher-forced alike)
     times: dict[str, dict[str, list[float]]] = {k: {"step": [], "language": []} for k in agents}
     nodes_seen: list[int] = []
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
-        env = _world(cfg, teacher.config.image_feat_size, Path(tmp))
+        env = _world(cfg, feature_dim, Path(tmp))
         episodes = sorted(env.episodes, key=lambda ep: -len(ep.path))  # long walks grow large maps
         done_steps = 0
         for ep in episodes:
@@ -128,19 +152,14 @@ def _time_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
                 if done_steps >= cfg.warmup and n_nodes >= cfg.min_nodes:
                     nodes_seen.append(n_nodes)
                 done_steps += 1
-                remaining = apply_decisions(env, [0], results["teacher"].decisions)
-                if not remaining or len(times["teacher"]["step"]) >= cfg.steps:
+                remaining = apply_decisions(env, [0], results[lead].decisions)
+                if not remaining or len(times[lead]["step"]) >= cfg.steps:
                     break
                 obs = remaining[0]
     out: dict[str, Any] = {}
     for name, agent in agents.items():
-        out[name] = {"params": models[name if name != "student_int8" else "student"].num_parameters(),
-                     "step_ms": statistics.median(times[name]["step"]), "step": _summary(times[name]["step"]),
+        out[name] = {"step_ms": statistics.median(times[name]["step"]), "step": _summary(times[name]["step"]),
                      "language_ms": statistics.median(times[name]["language"])}
-    out["speedup"] = out["teacher"]["step_ms"] / out["student"]["step_ms"]
-    out["language_speedup"] = out["teacher"]["language_ms"] / out["student"]["language_ms"]
-    if cfg.int8:
-        out["int8_speedup"] = out["student"]["step_ms"] / out["student_int8"]["step_ms"]
     out["map_nodes"] = {"median": float(np.median(nodes_seen)), "max": int(max(nodes_seen))}
     return out
 

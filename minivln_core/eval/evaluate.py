@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from minivln_core.agent.agent import NavigationAgent
 from minivln_core.agent.rollout import evaluate as rollout_all
 from minivln_core.data.features import ObjectFeatureStore, ViewFeatureStore
@@ -34,7 +36,7 @@ class EvalSpec:
     split: str = "val_unseen"
     batch_size: int = 8
     max_steps: int = 15
-    limit: int = 0           # evaluate only the first `limit` instructions (0 = all)
+    limit: int = 0           # evaluate `limit` instructions spread evenly over the split (0 = all)
     features: str = "views"  # view-feature file features/<features>.h5 of the world
     ablation: Ablation = "none"  # "blind" (zero view features) or "no_language" (empty instructions)
 
@@ -44,8 +46,7 @@ def build_env(spec: EvalSpec, episodes=None) -> NavEnv:
     paths = WorldPaths(Path(spec.world), spec.features).check()
     if episodes is None:
         episodes = load_episodes(paths, spec.task, spec.split)
-        if spec.limit:
-            episodes = episodes[: spec.limit]
+        episodes = spread_subset(episodes, spec.limit)
     if not episodes:
         raise DataError(paths.annotations(spec.task, spec.split), "no episodes to evaluate")
     objects = None
@@ -59,6 +60,17 @@ def build_env(spec: EvalSpec, episodes=None) -> NavEnv:
     # unknown scans / viewpoints: an error naming the annotation file, the episode and the field
     validate_against(episodes, graphs, paths.annotations(spec.task, spec.split), require_walk=False)
     return NavEnv(graphs, features, episodes, batch_size=spec.batch_size, max_steps=spec.max_steps, objects=objects)
+
+
+def spread_subset(items: list, limit: int) -> list:
+    """`limit` items at evenly spaced positions (first and last included), all when limit is 0 or >= len.
+
+    Splits are ordered by house, so the first N instructions would come from one or two houses;
+    spreading the subset keeps every house in a quick evaluation (model selection uses it)."""
+    if not limit or limit >= len(items):
+        return list(items)
+    picks = np.linspace(0, len(items) - 1, limit).round().astype(int)  # strictly increasing when limit < len
+    return [items[i] for i in picks]
 
 
 def score(spec: EvalSpec, records: list[dict[str, Any]], out_dir: Path, name: str) -> dict[str, Any]:

@@ -8,28 +8,22 @@ features; nothing is downloaded. int8 files come from onnxruntime's `quantize_dy
 fp32 export: every MatMul with a constant weight gets s8 per-tensor weights, activations are
 quantised to u8 per call (attention's activation x activation products stay fp32).
 
-Exports are cached as `<onnx_dir>/<kind>-<digest>-{fp32,int8}.onnx`, where the digest covers
-the weights, the model's config, the input size and the torch/onnxruntime versions, so a changed
-model is exported anew and an unchanged one only once. Files are written atomically
-(`io_utils.atomic_write`), so processes starting together never read a half-written export.
+Exports are cached by `minivln_core.onnx_cache` (digest of weights, config, input size and
+versions; atomic files), like the policy's own onnxruntime path.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import time
-import warnings
-from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
+from minivln_core import onnx_cache
 from minivln_core.errors import ConfigError
 from minivln_core.io_utils import atomic_write
 
@@ -40,52 +34,11 @@ INPUT, FEATURES, LOGITS = "pixel_values", "features", "logits"
 Forward = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
 
 
-def default_onnx_dir() -> Path:
-    """`<MINIVLN_CACHE, else XDG_CACHE_HOME/minivln, else ~/.cache/minivln>/onnx`."""
-    from minivln_core.embedded_world import default_cache_dir
-
-    return default_cache_dir() / "onnx"
-
-
 def model_digest(model: torch.nn.Module, kind: str, image_size: int) -> str:
     """Hex digest of everything the exported graph depends on: weights, config, size, versions."""
-    import onnxruntime
-
-    h = hashlib.blake2b(digest_size=12)
     config = model.config.to_dict() if hasattr(model, "config") else {}
-    h.update(json.dumps({"export": EXPORT_VERSION, "kind": kind, "image_size": image_size, "torch": torch.__version__,
-                         "onnxruntime": onnxruntime.__version__, "config": config},
-                        sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())            # raw bytes, no copy
-    return h.hexdigest()
-
-
-def _errors_only(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporter's and quantiser's chatter (per-node INFO lines, some sent to the root
-    logger itself, advice such as "torchvision is not installed", deprecation warnings) while
-    they run; their errors still pass."""
-    root = logging.getLogger()
-    named = {name: logging.getLogger(name) for name in ("torch.onnx", "onnx_ir", "onnxscript")}
-    levels = {name: logger.level for name, logger in named.items()}
-    root.addFilter(_errors_only)            # a filter: the root logger's own level is left alone
-    for logger in named.values():
-        logger.setLevel(logging.ERROR)      # a level: it also holds for their child loggers
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.removeFilter(_errors_only)
-        for name, logger in named.items():
-            logger.setLevel(levels[name])
+    return onnx_cache.model_digest(model, kind, {"export": EXPORT_VERSION, "image_size": image_size,
+                                                 "config": config})
 
 
 class _Exportable(torch.nn.Module):
@@ -112,27 +65,17 @@ def export_fp32(model: torch.nn.Module, forward: Forward, image_size: int, with_
     batch = torch.export.Dim("batch", min=1)
     outputs = [FEATURES, LOGITS] if with_logits else [FEATURES]
     started = time.perf_counter()
-    with _quiet(), torch.inference_mode(False), torch.no_grad():
+    with onnx_cache.quiet(), torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(module, (example,), input_names=[INPUT], output_names=outputs,
                                     dynamic_shapes={"pixel_values": {0: batch}}, dynamo=True, verbose=False)
     atomic_write(path, lambda tmp: program.save(tmp))
     log.info("exported the vision model to %s in %.1f s", path, time.perf_counter() - started)
 
 
-def quantize_int8(src: Path, path: Path) -> None:
-    """Dynamic int8 (s8 weights per tensor, u8 activations) of every constant-weight MatMul, atomically."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    started = time.perf_counter()
-    with _quiet():
-        atomic_write(path, lambda tmp: quantize_dynamic(src, tmp, weight_type=QuantType.QInt8, per_channel=False))
-    log.info("quantised %s to int8 in %.1f s", path.name, time.perf_counter() - started)
-
-
 def cached_export(model: torch.nn.Module, forward: Forward, kind: str, image_size: int, with_logits: bool,
                   precision: str, onnx_dir: str | Path | None = None) -> Path:
     """The ONNX file of this model at `precision` ('fp32' | 'int8'), exported (and quantised) if missing."""
-    folder = Path(onnx_dir).expanduser() if onnx_dir else default_onnx_dir()
+    folder = Path(onnx_dir).expanduser() if onnx_dir else onnx_cache.default_onnx_dir()
     stem = f"{kind}-{model_digest(model, kind, image_size)}"
     fp32 = folder / f"{stem}-fp32.onnx"
     if not fp32.is_file():
@@ -143,7 +86,9 @@ def cached_export(model: torch.nn.Module, forward: Forward, kind: str, image_siz
         raise ConfigError(f"config key 'precision': {precision!r} has no onnx runtime (use fp32 or int8)")
     int8 = folder / f"{stem}-int8.onnx"
     if not int8.is_file():
-        quantize_int8(fp32, int8)
+        started = time.perf_counter()
+        onnx_cache.quantize_int8(fp32, int8, per_channel=False)
+        log.info("quantised %s to int8 in %.1f s", int8.name, time.perf_counter() - started)
     return int8
 
 
@@ -151,17 +96,8 @@ class OnnxRunner:
     """An onnxruntime session of an exported extractor: `(B, 3, S, S) float32 -> features, logits | None`."""
 
     def __init__(self, path: str | Path, threads: int = 0):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads          # 0 = onnxruntime's default (physical cores)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle workers sleep instead of spinning: the CPU is shared with the policy and ROS.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
         self.path = Path(path)
-        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_cache.session(path, threads)
         self.with_logits = len(self.session.get_outputs()) > 1
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
