@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from minivln_core.errors import DataError
+
 LEGACY_STALE_SECONDS = 3600.0  # a write that has not finished in an hour has been killed
 _RANDOM = "[a-z0-9_]{8}"       # tempfile's random part
 
@@ -82,10 +84,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -130,3 +132,31 @@ def finish_figure(fig: Any, path: str | Path, title: str) -> Path:
     atomic_save_figure(fig, path)
     plt.close(fig)
     return Path(path)
+
+
+def decode_json(path: str | Path, text: str, what: str = "") -> Any:
+    """json.loads(text), or a DataError naming `path` (`what` says which part, e.g. "line 3 is ")."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"{what or 'file is '}not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, an integer too long to convert
+        raise DataError(path, f"{what or 'file is '}not usable JSON ({type(exc).__name__}: {exc})") from None
+
+
+def read_text(path: str | Path, missing: str = "file does not exist") -> str:
+    """A UTF-8 text file; DataError naming it if it is missing, unreadable or not UTF-8."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, missing) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def read_json(path: str | Path, missing: str = "file does not exist") -> Any:
+    """The decoded JSON of a UTF-8 file; every problem is a DataError naming the file."""
+    return decode_json(path, read_text(path, missing))

@@ -22,6 +22,9 @@ Angles: ROS yaw is counter-clockwise from +x; the core's heading is clockwise fr
 
 from __future__ import annotations
 
+import io
+import threading
+
 import math
 from typing import Any
 
@@ -104,28 +107,27 @@ def panorama_from_image(msg: Any, max_width: int) -> np.ndarray:
     return np.ascontiguousarray(pixels[..., ::-1] if msg.encoding == "bgr8" else pixels)
 
 
+_PILLOW_LIMIT = threading.Lock()
+
+
 def compressed_image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) read from a PNG or JPEG header without decoding; None for anything else."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            return None
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] != b"\xff\xd8":
+    """(width, height) from a PNG or JPEG header without decoding the pixels; None for anything else.
+
+    Pillow's `Image.open` parses the header only (pixels are decoded on first access, never here);
+    its own decompression-bomb refusal is switched off because the caller checks the size."""
+    from PIL import Image
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n" and data[:2] != b"\xff\xd8":
         return None
-    i = 2
-    while i + 9 <= len(data):  # walk the JPEG segments up to the first start-of-frame
-        if data[i] != 0xFF:
+    with _PILLOW_LIMIT:  # the limit is a Pillow global: one header at a time
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as img:
+                return img.size
+        except Exception:  # Pillow raises several types for a cut-off or corrupt header
             return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn: precision, height, width
-            return int.from_bytes(data[i + 7: i + 9], "big"), int.from_bytes(data[i + 5: i + 7], "big")
-        else:
-            i += 2 + int.from_bytes(data[i + 2: i + 4], "big")
-    return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def panorama_from_compressed(msg: Any, max_width: int) -> np.ndarray:

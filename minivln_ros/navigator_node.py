@@ -239,17 +239,20 @@ class NavigatorNode(Node):
                        self._now() if math.isinf(stamp) else stamp)
 
     # -- decisions ----------------------------------------------------------------------------
-    def _ready(self) -> bool:
-        """True when the robot is at the goal and fresh observations taken there have arrived."""
+    def _ready(self) -> Stamped | None:
+        """The robot pose (looked up once per tick) when the robot is at the goal and fresh
+        observations taken there have arrived; None otherwise."""
         pose = self.robot_pose()
         if pose is None or self._pano is None or self._waypoints is None:
-            return False
+            return None
         if self._pano.stamp < self._not_before or self._waypoints.stamp < self._not_before:
-            return False
+            return None
         if self._now() - pose.stamp > self.p.max_data_age:
-            return False
+            return None
         position, _ = pose.value
-        return self._goal is None or float(np.linalg.norm(position - self._goal)) <= self.p.arrival_tolerance
+        if self._goal is None or float(np.linalg.norm(position - self._goal)) <= self.p.arrival_tolerance:
+            return pose
+        return None
 
     def _tick(self) -> None:
         if self._state != NavigatorStatus.STATE_NAVIGATING:
@@ -257,12 +260,13 @@ class NavigatorNode(Node):
         if self._goal is not None and self._now() - self._goal_sent > self.p.goal_timeout:
             self._finish(NavigatorStatus.STATE_FAILED, f"goal not reached within goal_timeout={self.p.goal_timeout} s")
             return
-        if not self._ready():
+        pose = self._ready()
+        if pose is None:
             return
         if self._final:
             self._finish(NavigatorStatus.STATE_ARRIVED, "stopped at the chosen node")
             return
-        position, heading = self.robot_pose().value
+        position, heading = pose.value
         try:
             out = self.navigator.decide(self._pano.value, position, heading, self._waypoints.value)
         except ValueError as err:

@@ -316,7 +316,7 @@ def load_extractor_config(checkpoint: str | Path, features_file: str | Path | No
     recorded folder (the weights usually live elsewhere on the robot than on the training machine).
     """
     from minivln_core.config import from_dict
-    from minivln_core.data.r2r import decode_json, read_text
+    from minivln_core.io_utils import decode_json, read_text
 
     sidecar = Path(checkpoint) / EXTRACTOR_FILE
     if sidecar.is_file():

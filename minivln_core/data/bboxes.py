@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from minivln_core.data.r2r import read_json
+from minivln_core.io_utils import read_json
 from minivln_core.errors import DataError
 
 NUM_VIEWS = 36

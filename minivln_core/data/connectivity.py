@@ -166,7 +166,7 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
 
 def load_scan(connectivity_dir: str | Path, scan: str) -> ScanGraph:
     """Read `<dir>/<scan>_connectivity.json`."""
-    from minivln_core.data.r2r import read_json
+    from minivln_core.io_utils import read_json
 
     path = Path(connectivity_dir) / f"{scan}{SUFFIX}"
     return parse_connectivity(scan, read_json(path, f"connectivity file for scan '{scan}' does not exist"), path)
@@ -179,7 +179,7 @@ def list_scans(connectivity_dir: str | Path) -> list[str]:
         raise DataError(directory, "connectivity folder does not exist")
     listing = directory / "scans.txt"
     if listing.exists():
-        from minivln_core.data.r2r import read_text
+        from minivln_core.io_utils import read_text
 
         return [line.strip() for line in read_text(listing).splitlines() if line.strip()]
     return sorted(p.name[: -len(SUFFIX)] for p in directory.glob(f"*{SUFFIX}"))

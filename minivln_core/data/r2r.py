@@ -17,7 +17,6 @@ The record-level helpers here (`read_records`, `RecordReader`) are shared with t
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -25,37 +24,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from minivln_core.data.episodes import Episode
 from minivln_core.data.tokenizer import VOCAB_SIZE, encode_instruction, truncate_encoding
 from minivln_core.errors import DataError
+from minivln_core.io_utils import decode_json, read_text
 
 if TYPE_CHECKING:  # typing only; readers do not need scipy
     from minivln_core.data.connectivity import ScanGraph
-
-
-def decode_json(path: str | Path, text: str, what: str = "") -> Any:
-    """json.loads(text), or a DataError naming `path` (`what` says which part, e.g. "line 3 is ")."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"{what or 'file is '}not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except (RecursionError, ValueError) as exc:  # nesting too deep, an integer too long to convert
-        raise DataError(path, f"{what or 'file is '}not usable JSON ({type(exc).__name__}: {exc})") from None
-
-
-def read_text(path: str | Path, missing: str = "file does not exist") -> str:
-    """A UTF-8 text file; DataError naming it if it is missing, unreadable or not UTF-8."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, missing) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:  # a directory, no permission, an I/O error
-        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
-
-
-def read_json(path: str | Path, missing: str = "file does not exist") -> Any:
-    """The decoded JSON of a UTF-8 file; every problem is a DataError naming the file."""
-    return decode_json(path, read_text(path, missing))
 
 
 def read_records(path: str | Path) -> list[Any]:

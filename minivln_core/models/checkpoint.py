@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from minivln_core.config import from_dict, to_dict
 from minivln_core.errors import ConfigError, DataError
-from minivln_core.io_utils import _fsync_dir as fsync_directory
+from minivln_core.io_utils import fsync_dir, read_json
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.policy import DuetPolicy
 
@@ -74,13 +74,13 @@ def atomic_directory(directory: str | Path) -> Iterator[Path]:
             if path.is_file():
                 with open(path, "rb") as fh:
                     os.fsync(fh.fileno())
-        fsync_directory(tmp)
+        fsync_dir(tmp)
         old = _old_name(directory)
         shutil.rmtree(old, ignore_errors=True)
         if directory.exists():
             os.replace(directory, old)
         os.replace(tmp, directory)
-        fsync_directory(directory.parent)
+        fsync_dir(directory.parent)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -114,14 +114,7 @@ def read_checkpoint_info(directory: str | Path) -> dict[str, Any]:
     restore_interrupted(directory)
     if not directory.is_dir():
         raise DataError(directory, "checkpoint directory does not exist")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "missing: not a checkpoint directory (or it was never completely written)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg})") from None
-    except (UnicodeDecodeError, RecursionError, ValueError, OSError) as exc:  # not UTF-8, absurd JSON, unreadable
-        raise DataError(path, f"cannot be read as JSON ({type(exc).__name__}: {exc})") from None
+    info = read_json(path, "missing: not a checkpoint directory (or it was never completely written)")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise DataError(path, f"not a {FORMAT} checkpoint", field="format")
     weights = directory / WEIGHTS_NAME

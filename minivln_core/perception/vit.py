@@ -25,7 +25,6 @@ preprocessed batch and return the same CLS features, so every caller - `minivln 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import warnings
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from minivln_core.errors import DataError
+from minivln_core.io_utils import read_json
 from minivln_core.perception.config import ExtractorConfig
 
 log = logging.getLogger("minivln.perception")
@@ -113,10 +113,7 @@ def preprocess(images: Sequence[np.ndarray], prep: Preprocessing) -> np.ndarray:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(path, "expected a JSON object")
     return data
