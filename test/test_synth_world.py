@@ -208,3 +208,31 @@ def test_synth_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "houses: train 1, val_unseen 1" in out and "R2R instructions" in out
     world = json.loads((tmp_path / "w" / "world.json").read_text())
     assert world["config"]["feature_dim"] == 8 and world["config"]["seed"] == 3
+
+
+def test_semantic_views_see_through_doorways_into_the_next_room():
+    # The view weights come from a segmentation by the image ray caster: from inside a room, a view
+    # facing a doorway shows some of the room behind it (as its image does), so vision can tell where
+    # a door leads; every view's room weights sum to room_weight.
+    from minivln_core.data.synth.features import CLASS_INDEX, view_class_weights
+    from minivln_core.data.synth.layout import ROOM_TYPES
+    from minivln_core.data.synth.render import Renderer
+
+    cfg = SynthConfig(houses=2)
+    house = build_house(cfg, 0)
+    renderer = Renderer(house, width=32, height=24)
+    room_classes = [CLASS_INDEX[kind] for kind in ROOM_TYPES]
+    seen_beyond = 0
+    for i, vp in enumerate(house.viewpoints):
+        if vp.kind != "room":
+            continue
+        rooms, objects = renderer.segment_views(i)
+        assert rooms.shape == objects.shape == (36, 24, 32)
+        weights = view_class_weights(house, rooms, objects, cfg)
+        assert np.allclose(weights[:, room_classes].sum(1), cfg.room_weight)   # every pixel is in some room
+        own = house.rooms[vp.rooms[0]]
+        other_pixels = (rooms != own.index).reshape(36, -1).mean(1)              # (36,)
+        seen_beyond += int((other_pixels > 0.05).any())
+        if (rooms == own.index).all():
+            assert np.isclose(weights[:, CLASS_INDEX[own.kind]].min(), cfg.room_weight)
+    assert seen_beyond >= 3  # several in-room viewpoints look into another room

@@ -55,6 +55,7 @@ class SynthConfig:
     feature_noise: float = 0.1                 # std of the seeded Gaussian noise added to every feature
     room_weight: float = 1.0                   # class weight of the room a view looks into
     object_weight: float = 6.0                 # class weight per unit of image area covered by an object box
+    semantic_resolution: tuple[int, int] = (32, 24)  # width, height of the segmentation the view weights come from
     embedding_seed: int = 1234                 # seed of the class embeddings (the stand-in "image encoder");
     #                                            keep it fixed so worlds of different seeds share a feature space
 
@@ -91,6 +92,9 @@ class SynthConfig:
         _at_least(self, "reverie_per_house", 0, "")
         _positive_int(self, "feature_dim")
         _at_least(self, "feature_noise", 0.0, "")
+        if len(self.semantic_resolution) != 2 or not all(isinstance(v, int) and 1 <= v <= 640
+                                                           for v in self.semantic_resolution):
+            raise _fail("semantic_resolution", "[width, height] with 1 <= each <= 640", list(self.semantic_resolution))
         _positive(self, "room_weight")
         _at_least(self, "object_weight", 0.0, "")
 

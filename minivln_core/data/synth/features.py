@@ -1,10 +1,12 @@
 """Semantic stand-ins for ViT features: view and object vectors built from seeded class embeddings.
 
 Every class (room type or object kind, `CLASS_NAMES`) has a fixed Gaussian embedding of width D
-(seeded by `embedding_seed`, the stand-in for a frozen image encoder). For a view, the class
-weights are `room_weight` for the room the view looks into plus `object_weight` x (fraction of
-the image covered by the box) for every object annotated in that view; the feature is the
-weight-normalised sum of the embeddings plus Gaussian noise (std `feature_noise`).
+(seeded by `embedding_seed`, the stand-in for a frozen image encoder). A view's class weights
+come from a perfect segmentation of it (`Renderer.segment_views` at `semantic_resolution`: the
+same ray caster as the images, so a view sees through doorways into the next room exactly as its
+image does): `room_weight` x (fraction of the pixels in each room, by room type) plus
+`object_weight` x (fraction of the pixels showing each object, by object kind); the feature is
+the weight-normalised sum of the embeddings plus Gaussian noise (std `feature_noise`).
 
 View datasets are (36, D + C): D feature columns, then C columns of class log-probabilities
 log(p + 1e-4) with p the normalised class weights, so softmax(logits) ~ p is a soft target for
@@ -22,7 +24,7 @@ import numpy as np
 from minivln_core.data.features import ObjectFeatures, feature_key
 from minivln_core.data.synth.config import SynthConfig
 from minivln_core.data.synth.layout import CLASS_INDEX, CLASS_NAMES, House
-from minivln_core.data.synth.visibility import HEIGHT, WIDTH, Sighting, view_rooms
+from minivln_core.data.synth.visibility import Sighting
 
 NUM_CLASSES = len(CLASS_NAMES)
 _LOG_EPS = 1e-4
@@ -34,16 +36,19 @@ def class_embeddings(cfg: SynthConfig) -> np.ndarray:
     return rng.standard_normal((NUM_CLASSES, cfg.feature_dim))
 
 
-def view_class_weights(house: House, vp: int, sightings: list[Sighting], cfg: SynthConfig) -> np.ndarray:
-    """Class weights of the 36 views of a viewpoint, (36, C): room looked into + objects by box area."""
-    weights = np.zeros((36, NUM_CLASSES))                                      # (36, C)
-    rooms = view_rooms(house, vp)                                              # (36,)
-    room_classes = np.array([CLASS_INDEX[house.rooms[r].kind] for r in rooms])  # (36,)
-    weights[np.arange(36), room_classes] += cfg.room_weight
-    for s in sightings:
-        cls = CLASS_INDEX[house.objects[s.obj].name]
-        for view, (_, _, w, h) in zip(s.views, s.boxes):
-            weights[view, cls] += cfg.object_weight * (w * h) / (WIDTH * HEIGHT)
+def view_class_weights(house: House, rooms: np.ndarray, objects: np.ndarray, cfg: SynthConfig) -> np.ndarray:
+    """Class weights of the 36 views of a viewpoint, (36, C), from its segmentation: rooms (36, h, w)
+    (room index per pixel) and objects (36, h, w) (object index per pixel, -1 for structure)."""
+    room_class = np.array([CLASS_INDEX[r.kind] for r in house.rooms])                   # (R,)
+    obj_class = np.array([CLASS_INDEX[o.name] for o in house.objects] + [0])            # (n_obj + 1,)
+    flat_rooms = room_class[rooms.reshape(36, -1)]                                      # (36, P) class ids
+    flat_objs = objects.reshape(36, -1)                                                 # (36, P)
+    pixels = flat_rooms.shape[1]
+    weights = np.zeros((36, NUM_CLASSES))                                               # (36, C)
+    views = np.repeat(np.arange(36), pixels)
+    np.add.at(weights, (views, flat_rooms.ravel()), cfg.room_weight / pixels)
+    shown = flat_objs.ravel() >= 0
+    np.add.at(weights, (views[shown], obj_class[flat_objs.ravel()[shown]]), cfg.object_weight / pixels)
     return weights
 
 
@@ -58,13 +63,16 @@ def view_labels(weights: np.ndarray) -> np.ndarray:
     return np.argmax(weights, axis=-1)
 
 
-def house_view_features(house: House, sightings: list[list[Sighting]], cfg: SynthConfig,
-                        embeddings: np.ndarray) -> dict[str, np.ndarray]:
+def house_view_features(house: House, cfg: SynthConfig, embeddings: np.ndarray) -> dict[str, np.ndarray]:
     """{"<scan>_<vp>": (36, D + C) float32} for every viewpoint of the house."""
+    from minivln_core.data.synth.render import Renderer
+
     rng = np.random.default_rng([cfg.seed, house.index, 3])
+    width, height = cfg.semantic_resolution
+    renderer = Renderer(house, width=width, height=height)
     out = {}
     for i, vp in enumerate(house.viewpoints):
-        weights = view_class_weights(house, i, sightings[i], cfg)                 # (36, C)
+        weights = view_class_weights(house, *renderer.segment_views(i), cfg)      # (36, C)
         p = weights / weights.sum(axis=1, keepdims=True)                          # (36, C)
         feats = p @ embeddings + cfg.feature_noise * rng.standard_normal((36, cfg.feature_dim))  # (36, D)
         out[feature_key(house.scan, vp.vp_id)] = np.concatenate(

@@ -328,6 +328,29 @@ class Renderer:
             images.extend(rgb)
         return images
 
+    def segment_views(self, viewpoint: str | int) -> tuple[np.ndarray, np.ndarray]:
+        """What every pixel of the 36 views sees, without shading (a perfect segmentation):
+        the room whose surface or object it hits (V, H, W) int32 (rays pass through doorways and
+        stairwells as in the images) and the object, an index into house.objects (-1: structure)."""
+        position = self.camera_position(viewpoint)
+        origin = np.asarray(position, dtype=np.float64).reshape(3)
+        o = origin.astype(np.float32)
+        poses = [((ix % 12) * math.radians(30.0), (ix // 12 - 1) * math.radians(30.0)) for ix in range(NUM_VIEWS)]
+        tiles = self._view_tiles(poses)                                                  # (n_t, S, 3)
+        flat = tiles.reshape(-1, 3)
+        inv = _safe_inverse(flat)
+        d = [np.ascontiguousarray(flat[:, k]) for k in range(3)]
+        iv = [np.ascontiguousarray(inv[:, k]) for k in range(3)]
+        t, room, _, visited = self._trace_rooms(o, d, iv, self._locate(origin))
+        box, _, _ = self._trace_boxes(o, tiles, inv.reshape(tiles.shape), t.reshape(tiles.shape[:2]), visited)
+        box = box.reshape(-1)
+        hit = np.maximum(box, 0)
+        objects = np.where(box >= 0, self.scene.box_label[hit], -1).astype(np.int32)     # (N,)
+        rooms = np.where(box >= 0, self.scene.box_room[hit], room).astype(np.int32)      # (N,)
+        shape = (len(tiles), -1, 1)
+        return (_from_tiles(rooms.reshape(shape), NUM_VIEWS, self.height, self.width)[..., 0],
+                _from_tiles(objects.reshape(shape), NUM_VIEWS, self.height, self.width)[..., 0])
+
     def render_equirect(self, position: np.ndarray, heading: float = 0.0, width: int = 1024,
                         height: int = 512) -> np.ndarray:
         """Equirect panorama, centre column along `heading`, azimuth clockwise, rows +90..-90 deg, (h, w, 3)."""

@@ -165,7 +165,7 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None) -> di
     for house in houses:
         sightings = house_sightings(house, cfg)
         bboxes.update(bboxes_entries(house, sightings))
-        views.update(house_view_features(house, sightings, cfg, embeddings))
+        views.update(house_view_features(house, cfg, embeddings))
         objects.update(house_object_features(house, sightings, cfg, embeddings))
         graph = parse_connectivity(house.scan, house.connectivity_entries())
         candidates = path_candidates(graph, cfg)   # [(start, goal, path)] as viewpoint indices
