@@ -90,29 +90,26 @@ def quantize_int8(src: Path, path: Path, per_channel: bool, keep_fp32: tuple[str
 _shared_pool: int | None = None   # threads of the process-wide pool, once created
 
 
-def session(path: str | Path, threads: int = 0, spinning: bool = False, shared: bool = False):
-    """An onnxruntime CPU session with every graph optimisation.
+def session(path: str | Path, threads: int = 0):
+    """An onnxruntime CPU session with every graph optimisation, on the process-wide thread pool.
 
-    threads: intra-op threads (0 = onnxruntime's default, the physical cores). spinning: idle
-    workers busy-wait for the next kernel (lowest latency) instead of sleeping (kinder to the
-    ROS executor and the other model sharing the CPU). shared: run on one process-wide pool of
-    `threads` threads (it spins) instead of a pool per session, so sessions that take turns
-    (panorama then navigation mode, teacher then student) never have idle workers spinning
-    against each other; its size is fixed by the first shared session of the process."""
+    Every session of the process (the ViT's, the policy's panorama and navigation modes, a
+    benchmark's teacher and student) runs on one pool of intra-op threads, created by the first
+    session with `threads` threads (0 = os.cpu_count()); later `threads` values are ignored.
+    Why one pool: sessions take turns, and with a pool each, the idle workers of one spin against
+    the running workers of the other (measured: the student's decision went from 8 to 17-29 ms).
+    onnxruntime also refuses a session with its own pool once the shared pool exists."""
     import onnxruntime as ort
 
     global _shared_pool
+    if _shared_pool is None:
+        size = threads or os.cpu_count() or 1
+        ort.capi._pybind_state.set_global_thread_pool_sizes(size, 1)
+        _shared_pool = size
+    elif threads and threads != _shared_pool:
+        log.debug("onnxruntime pool already has %d threads; %d requested for %s", _shared_pool, threads, path)
     options = ort.SessionOptions()
-    if shared:
-        if _shared_pool is None:
-            size = threads or os.cpu_count() or 1
-            ort.capi._pybind_state.set_global_thread_pool_sizes(size, 1)
-            _shared_pool = size
-        options.use_per_session_threads = False
-    else:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options.use_per_session_threads = False
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])

@@ -102,3 +102,21 @@ def test_for_inference_names_bad_settings(tmp_path):
     assert for_inference(policy, "torch") is policy
     with pytest.raises(ValueError, match="traces"):
         OnnxPolicy(policy, "fp32", 1, tmp_path).navigate(None, traces=True)
+
+
+def test_policy_and_vit_share_the_onnxruntime_pool(tmp_path):
+    # The navigator may run both in onnxruntime: one process-wide pool (a per-session pool would be
+    # refused once the shared one exists).
+    import numpy as np
+
+    from minivln_core.perception.config import ExtractorConfig
+    from minivln_core.perception.vit import FeatureExtractor
+
+    fast = OnnxPolicy(_policy(), "fp32", 1, tmp_path)
+    vit = FeatureExtractor(ExtractorConfig(image_size=32, patch_size=8, hidden_size=16, num_layers=1, num_heads=2,
+                                           intermediate_size=32, runtime="onnx", onnx_dir=str(tmp_path)))
+    feats = vit.encode([np.full((40, 40, 3), 100, np.uint8)] * 2)
+    assert feats.shape == (2, 16)
+    pano, masks = fast.encode_panorama(torch.zeros(1, 3, FEAT), torch.zeros(1, 3, 7),
+                                       torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.bool))
+    assert pano.shape[:2] == (1, 3) and bool(masks.all())

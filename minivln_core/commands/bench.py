@@ -13,7 +13,7 @@ from minivln_core.errors import ConfigError
 from minivln_core.eval.agreement import action_agreement
 from minivln_core.eval.evaluate import EvalSpec
 from minivln_core.eval.bench import BenchConfig, bench_extraction, bench_policies, environment_info
-from minivln_core.io_utils import atomic_save_figure, atomic_write_json
+from minivln_core.io_utils import atomic_write_json, finish_figure
 from minivln_core.models import PRESETS, DuetPolicy, preset
 from minivln_core.models.checkpoint import from_pretrained
 from minivln_core.models.inference import for_inference
@@ -103,8 +103,6 @@ def _chart(result: dict, path: Path) -> None:
     runtime = result.get("runtime", "torch")
     labels = [n.replace("_torch", "\n(torch)") if n.endswith("_torch") else f"{n}\n({runtime})" for n in names]
     ax.set_xticks(list(x), [f"{lab}\n{result[n]['params'] / 1e6:.1f}M" for lab, n in zip(labels, names)], fontsize=7)
-    ax.set(ylabel="ms", title=f"CPU time, {result['machine']['threads']} threads: {result['speedup']:.1f}x faster")
+    ax.set(ylabel="ms")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    plt.close(fig)
+    finish_figure(fig, path, f"CPU time, {result['machine']['threads']} threads: {result['speedup']:.1f}x faster")

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-steps", type=int, default=15, help="decisions per episode (the last one stops)")
     p.add_argument("--limit", type=int, default=0, help="N instructions spread evenly over the split (0 = all)")
+    p.add_argument("--ablation", choices=["none", "blind", "no_language"], default="none",
+                   help="evaluate without vision (view features zeroed) or language (empty instructions), "
+                        "as the policy was trained with `finetune --set ablation=...`")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--seed", type=int, default=0, help="seed of a preset's random initialisation")
     p.set_defaults(func=run)
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = EvalSpec(Path(args.world), args.task, args.split, args.batch_size, args.max_steps, args.limit,
-                    args.features)
+                    args.features, args.ablation)
     out = Path(args.out)
     if args.expert:
         name, metrics = "expert", evaluate_expert(spec, out)

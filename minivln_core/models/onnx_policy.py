@@ -169,7 +169,7 @@ class OnnxPolicy(nn.Module):
         self.precision = precision
         self.files = export_policy(policy, precision, onnx_dir)
         threads = threads or torch.get_num_threads()
-        self.sessions = {k: onnx_cache.session(p, threads, shared=True) for k, p in self.files.items()}
+        self.sessions = {k: onnx_cache.session(p, threads) for k, p in self.files.items()}
         self._inputs = {k: {i.name for i in s.get_inputs()} for k, s in self.sessions.items()}
 
     def num_parameters(self) -> int:

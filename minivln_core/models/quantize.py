@@ -16,12 +16,17 @@ from torch import nn
 from minivln_core.models.policy import DuetPolicy
 
 
-def quantize_int8(policy: DuetPolicy) -> DuetPolicy:
-    """A dynamically int8-quantised copy of `policy` in eval mode (the original is untouched)."""
+def dynamic_int8(module: nn.Module, inplace: bool = False) -> nn.Module:
+    """`module` in eval mode with every nn.Linear dynamically int8-quantised (also the ViT's, perception)."""
     with warnings.catch_warnings():
         # torch.ao.quantization announces its move to torchao; the eager dynamic path still works.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        quantized = torch.ao.quantization.quantize_dynamic(policy.eval(), {nn.Linear}, dtype=torch.qint8,
-                                                           inplace=False)
+        quantized = torch.ao.quantization.quantize_dynamic(module.eval(), {nn.Linear}, dtype=torch.qint8,
+                                                           inplace=inplace)
     return quantized.eval()
+
+
+def quantize_int8(policy: DuetPolicy) -> DuetPolicy:
+    """A dynamically int8-quantised copy of `policy` in eval mode (the original is untouched)."""
+    return dynamic_int8(policy)

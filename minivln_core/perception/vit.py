@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,9 +182,9 @@ class FeatureExtractor:
         if self.config.runtime == "onnx":
             self._start_onnx()
         elif self.precision == "int8":
-            with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao; still works
-                warnings.simplefilter("ignore")
-                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            from minivln_core.models.quantize import dynamic_int8
+
+            self.model = dynamic_int8(self.model, inplace=True)
         elif self.precision == "bf16" and not _has_bf16_matmul():
             log.warning("precision bf16 on a CPU without avx512_bf16/AMX: bf16 is emulated and slower than fp32")
 
