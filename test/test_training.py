@@ -67,6 +67,14 @@ def test_a_tiny_finetuning_run_writes_best_last_logs_and_curves(world, tmp_path)
     assert any("val_unseen/spl" in r for r in rows) and any("train/loss" in r for r in rows)
     results = sorted((tmp_path / "run" / "eval").rglob("policy_val_unseen_results.json"))
     assert results and json.loads(results[-1].read_text())[0]["trajectory"]
+    # The resumable last/ (the whole training task) also loads as a policy: the final weights.
+    from minivln_core.models.checkpoint import from_pretrained
+    from safetensors.torch import load_file
+
+    final = from_pretrained(tmp_path / "run" / "last").state_dict()
+    stored = load_file(str(tmp_path / "run" / "last" / "model.safetensors"))
+    assert final.keys() == {k[len("policy."):] for k in stored if k.startswith("policy.")}
+    assert all(torch.equal(v, stored[f"policy.{k}"]) for k, v in final.items())
 
 
 def test_sigkill_then_rerun_resumes_to_the_same_weights(world, tmp_path):

@@ -136,13 +136,19 @@ def load_config(directory: str | Path) -> ModelConfig:
 
 
 def from_pretrained(directory: str | Path, map_location: str = "cpu") -> DuetPolicy:
-    """Rebuild the model from a checkpoint directory alone (strict: every weight must match)."""
+    """Rebuild the model from a checkpoint directory alone (strict: every weight must match).
+
+    Also takes a fine-tuning run's resumable `last/`, which holds the whole training task: its
+    `policy.*` weights are the policy (distillation projections and the like are left out)."""
     directory = Path(directory)
     model = DuetPolicy(load_config(directory))
     try:
         state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise DataError(directory / WEIGHTS_NAME, f"cannot read safetensors weights ({exc})") from None
+    probe = "embeddings.word_embeddings.weight"
+    if probe not in state and f"policy.{probe}" in state:
+        state = {k[len("policy."):]: v for k, v in state.items() if k.startswith("policy.")}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensors whose shapes differ from the config's
