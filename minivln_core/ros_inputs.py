@@ -111,7 +111,8 @@ _PILLOW_LIMIT = threading.Lock()
 
 
 def compressed_image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding the pixels; None for anything else.
+    """(width, height) from a PNG or JPEG header without decoding the pixels; None for anything
+    that is not PNG or JPEG; ValueError for a PNG/JPEG whose header is cut off or corrupt.
 
     Pillow's `Image.open` parses the header only (pixels are decoded on first access, never here);
     its own decompression-bomb refusal is switched off because the caller checks the size."""
@@ -124,8 +125,8 @@ def compressed_image_size(data: bytes) -> tuple[int, int] | None:
         try:
             with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as img:
                 return img.size
-        except Exception:  # Pillow raises several types for a cut-off or corrupt header
-            return None
+        except Exception as exc:  # Pillow raises several types for a cut-off or corrupt header
+            raise ValueError(f"{type(exc).__name__}: {exc}") from None
         finally:
             Image.MAX_IMAGE_PIXELS = limit
 
@@ -139,10 +140,13 @@ def panorama_from_compressed(msg: Any, max_width: int) -> np.ndarray:
     if len(msg.data) > 3 * max_width * max_width:
         raise InputError("compressed-size", f"compressed panorama has {len(msg.data)} bytes: too large")
     data = bytes(msg.data)
-    size = compressed_image_size(data)
+    try:
+        size = compressed_image_size(data)
+    except ValueError as exc:
+        raise InputError("compressed-data", f"cannot decode the compressed panorama ({msg.format}): its header is "
+                                            f"cut off or corrupt ({exc})") from None
     if size is None:
-        raise InputError("compressed-data", f"compressed panorama ({msg.format!r}) is neither PNG nor JPEG "
-                                            "(or its header is cut off)")
+        raise InputError("compressed-data", f"compressed panorama ({msg.format!r}) is neither PNG nor JPEG")
     # the header's size is checked before decoding: no decompression bombs
     _check_pano_shape(size[1], size[0], max_width, "compressed panorama", "compressed-size")
     try:  # 8-bit BGR (grey and 16-bit images are converted), then RGB

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -171,7 +172,8 @@ def test_panorama_decoding_and_drops() -> None:
     np.testing.assert_array_equal(panorama_from_message(image(PANO, 0.0, "bgr8", pad=7), 8192), PANO)  # step used
     png = cv2.imencode(".png", cv2.cvtColor(PANO, cv2.COLOR_RGB2BGR))[1].tobytes()
     np.testing.assert_array_equal(panorama_from_message(compressed(png), 8192), PANO)
-    bomb = png[:16] + (40_000).to_bytes(4, "big") + (20_000).to_bytes(4, "big") + png[24:]  # header: 40000 x 20000
+    ihdr = b"IHDR" + (40_000).to_bytes(4, "big") + (20_000).to_bytes(4, "big") + png[24:29]  # header: 40000 x 20000
+    bomb = png[:12] + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + png[33:]                # with a valid CRC
     padded = image(PANO, 0.0, pad=2)
     padded.step = 3 * PANO.shape[1]  # rows padded, but the step says they are not
     bad = [(image(PANO, 0.0, "mono8"), 8192, "panorama-encoding", "encoding"),
