@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -163,3 +164,32 @@ def test_imitation_learns_to_follow_instructions_it_was_trained_on(world):
         optimizer.step()
     assert before < 0.5
     assert reached(policy) >= 7 / 8
+
+
+def test_evaluate_applies_the_ablation_a_policy_was_trained_with(world, tmp_path, monkeypatch):
+    # `minivln evaluate --ablation blind|no_language` (scripts/modality_ablation.sh) evaluates on the
+    # ablated split: zero view features / empty instructions, as in training with that ablation.
+    from minivln_core.cli import main
+    from minivln_core.commands import evaluate as evaluate_command
+    from minivln_core.eval.evaluate import build_env
+    from minivln_core.models import DuetPolicy, preset
+    from minivln_core.models.checkpoint import save_pretrained
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ckpt"
+    save_pretrained(DuetPolicy(preset("tiny-teacher", image_feat_size=16)).eval(), ckpt)
+    envs = {}
+
+    def capture(model, spec, out_dir, name, progress=True):
+        envs[spec.ablation] = build_env(spec)
+        return {"sr": 0.0}
+
+    monkeypatch.setattr(evaluate_command, "evaluate_policy", capture)
+    for ablation in ("none", "blind", "no_language"):
+        assert main(["evaluate", "--checkpoint", str(ckpt), "--world", str(world), "--split", "val_seen",
+                     "--ablation", ablation, "--out", str(tmp_path / ablation)]) == 0
+    ep = envs["none"].episodes[0]
+    plain = envs["none"].features.get(ep.scan, ep.start)
+    assert np.abs(plain).sum() > 0 and not np.any(envs["blind"].features.get(ep.scan, ep.start))
+    assert envs["blind"].episodes[0].instr_encoding == ep.instr_encoding
+    assert len(envs["no_language"].episodes[0].instr_encoding) < len(ep.instr_encoding)
