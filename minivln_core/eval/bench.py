@@ -79,8 +79,9 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
 
     Timed, each in `cfg.runtime` (`models.inference.for_inference`): the teacher, the student and
     (cfg.int8) the student's int8 copy, interleaved; with runtime onnx and `compare_torch` then also
-    the torch eager teacher and student, interleaved in a second pass. Keys `teacher`, `student`, `student_int8` (`teacher_torch`,
-    `student_torch`) hold params, step_ms (median), step {median, p90, n} and language_ms;
+    the torch eager teacher and student, interleaved in a second pass over the same world. Keys
+    `teacher`, `student`, `student_int8` (`teacher_torch`, `student_torch`) hold params, step_ms
+    (median), step {median, p90, n} and language_ms;
     `speedup` = teacher / student and `int8_speedup` = student / student_int8 step medians
     (`speedup_torch` = teacher_torch / student_torch). Runs with `cfg.threads` torch (and
     onnxruntime) threads and gives the caller's thread count back afterwards."""
@@ -88,20 +89,23 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
         raise ValueError("teacher and student must take the same view features")
     previous = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    tmp = tempfile.TemporaryDirectory()
     try:
+        env = _world(cfg, teacher.config.image_feat_size, Path(tmp.name))  # one world for both passes
         models = {"teacher": for_inference(teacher, cfg.runtime, threads=cfg.threads),
                   "student": for_inference(student, cfg.runtime, threads=cfg.threads)}
         if cfg.int8:
             models["student_int8"] = for_inference(student, cfg.runtime, "int8", threads=cfg.threads)
-        out = _time_policies(models, teacher.config.image_feat_size, cfg)
+        out = _time_policies(models, env, cfg)
         if cfg.runtime != "torch" and cfg.compare_torch:
             # A pass of its own: onnxruntime's pool threads spin between kernels, and interleaved
             # with torch's OpenMP threads on 2 cores each would slow the other down.
             eager = _time_policies({"teacher_torch": teacher.eval(), "student_torch": student.eval()},
-                                   teacher.config.image_feat_size, cfg)
+                                   env, cfg)
             out.update(teacher_torch=eager["teacher_torch"], student_torch=eager["student_torch"])
     finally:
         torch.set_num_threads(previous)
+        tmp.cleanup()
     for name in [k for k in out if k.startswith(("teacher", "student"))]:  # int8 copies: their original's
         out[name]["params"] = (teacher if name.startswith("teacher") else student).num_parameters()
     out["runtime"] = cfg.runtime
@@ -114,14 +118,13 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
     return out
 
 
-def _time_policies(models: dict[str, Any], feature_dim: int, cfg: BenchConfig) -> dict[str, Any]:
+def _time_policies(models: dict[str, Any], env, cfg: BenchConfig) -> dict[str, Any]:
     """{name: policy for NavigationAgent} -> {name: timings}, every decision timed for all in turn."""
     agents = {k: NavigationAgent(m, 100) for k, m in models.items()}
     lead = next(iter(agents))  # its decisions move the walk on (all are teacher-forced alike)
     times: dict[str, dict[str, list[float]]] = {k: {"step": [], "language": []} for k in agents}
     nodes_seen: list[int] = []
-    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
-        env = _world(cfg, feature_dim, Path(tmp))
+    with torch.inference_mode():
         episodes = sorted(env.episodes, key=lambda ep: -len(ep.path))  # long walks grow large maps
         done_steps = 0
         for ep in episodes:
