@@ -414,7 +414,7 @@ def test_fuzzed_inputs_then_a_clean_episode(online, ros_context, capfd, pose_sou
                     expected[kind] += 1
             sent += CHUNK
             total = sum(published.values())
-            assert h.spin(lambda: h.taken() == total, 20), (h.node.received, published)
+            assert h.spin(lambda: h.taken() == total, 60), (h.node.received, published)
         fuzz_seconds = time.monotonic() - started
         assert h.node.received == published          # nothing lost: the accounting below is exact
         assert h.node.dropped == expected, sorted((expected - h.node.dropped) + (h.node.dropped - expected))
@@ -430,7 +430,9 @@ def test_fuzzed_inputs_then_a_clean_episode(online, ros_context, capfd, pose_sou
         # bursts: observations far faster than decisions; only the latest is kept, one decision runs
         h.spin(lambda: False, 1.2)  # the drop summary of the last period
         h.pubs["instruction"].publish(String(data="walk to the kitchen and wait"))
-        assert h.spin(lambda: h.statuses[-1].state_name == "navigating" and h.statuses[-1].step == 0, 10)
+        # generous: returns as soon as the status arrives; a loaded CI machine took over 10 s here
+        assert h.spin(lambda: h.statuses[-1].state_name == "navigating" and h.statuses[-1].step == 0, 60), \
+            h.statuses[-1]
         before = Counter(h.node.received)
         place, burst = fuzz.position(), 1500
         for _ in range(burst):
@@ -441,7 +443,8 @@ def test_fuzzed_inputs_then_a_clean_episode(online, ros_context, capfd, pose_sou
                 h.pubs["tf"].publish(transform("odom", "base_link", place, 0.0, now))
             h.pubs["waypoints"].publish(pose_array([place + [1.0, 0.0, 0.0]], now))
         h.pubs["panorama"].publish(image_from_rgb(np.zeros((24, 48, 3), np.uint8), header(fuzz.now())))
-        h.spin(lambda: False, 1.5)
+        h.spin(lambda: h.statuses[-1].step == 1, 60)  # the one decision (slow on a loaded machine)
+        h.spin(lambda: False, 0.5)  # anything queued behind it is taken now
         taken = (h.node.received - before)["waypoints"]
         assert taken <= DEPTH + 50, f"{taken} of a {burst}-message burst were queued"
         assert h.statuses[-1].step == 1 and len(h.node.dropped) == len(expected)  # one decision, no new drops
