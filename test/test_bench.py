@@ -18,12 +18,17 @@ def test_bench_reports_step_times_and_speedup(tmp_path, capsys):
     assert result["speedup"] == result["teacher"]["step_ms"] / result["student"]["step_ms"]
     assert result["map_nodes"]["median"] >= 3 and result["machine"]["threads"] == 1
     assert out.with_suffix(".png").stat().st_size > 1000
-    assert "faster" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "faster" in printed
     assert result["student_int8"]["step"]["n"] == 8 and result["int8_speedup"] > 0
     # Default runtime onnx; the torch eager pair is timed too, in a pass of its own.
     assert result["runtime"] == "onnx"
     assert result["speedup_torch"] == result["teacher_torch"]["step_ms"] / result["student_torch"]["step_ms"]
     assert result["student_torch"]["params"] == result["student"]["params"] == result["student_int8"]["params"]
+    # The student once more without the teacher between its steps (a robot runs one policy).
+    for name in ("student_alone", "student_int8_alone"):
+        assert result[name]["step"]["n"] == 8 and result[name]["params"] == result["student"]["params"]
+    assert "without the teacher" in printed
 
 
 def test_int8_student_is_timed_and_agrees_with_fp32_on_a_split(tmp_path, capsys):

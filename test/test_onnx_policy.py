@@ -120,3 +120,40 @@ def test_policy_and_vit_share_the_onnxruntime_pool(tmp_path):
     pano, masks = fast.encode_panorama(torch.zeros(1, 3, FEAT), torch.zeros(1, 3, 7),
                                        torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.bool))
     assert pano.shape[:2] == (1, 3) and bool(masks.all())
+
+
+def test_agent_runs_torch_single_threaded_around_onnx_graphs(world, tmp_path):
+    """torch's small per-step ops use OnnxPolicy.torch_threads (OpenMP workers and onnxruntime's
+    spinning pool would wait for each other's cores); the caller's thread count comes back, also
+    after an error."""
+    fast = OnnxPolicy(_policy(), "fp32", threads=2, onnx_dir=tmp_path)
+    seen = []
+    navigate = fast.navigate
+
+    def spy(inputs, traces=False):
+        seen.append(torch.get_num_threads())
+        return navigate(inputs, traces)
+
+    fast.navigate = spy
+    env = build_env(EvalSpec(world, "r2r", "val_seen", batch_size=2, max_steps=5))
+    observations = next(iter(env.iterate_once()))
+    agent = NavigationAgent(fast, 5)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            states = agent.begin([obs.episode.instr_encoding for obs in observations])
+            agent.step(states, observations)
+            assert seen == [OnnxPolicy.torch_threads] and torch.get_num_threads() == 2
+            with pytest.raises(ValueError, match="already stopped"):
+                for st in states:
+                    st.done = True
+                agent.step(states, observations)
+            fast.navigate = lambda inputs, traces=False: (_ for _ in ()).throw(RuntimeError("graph failed"))
+            with pytest.raises(RuntimeError, match="graph failed"):
+                agent.step(agent.begin([obs.episode.instr_encoding for obs in observations]), observations)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    plain = NavigationAgent(_policy(), 5)   # a torch policy keeps the caller's threads
+    assert getattr(plain.model, "torch_threads", None) is None

@@ -7,6 +7,7 @@ batch of episodes in progress (batch 1 on a robot).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
@@ -100,6 +101,10 @@ class NavigationAgent:
             raise ValueError("step() needs one observation per episode state (and at least one)")
         if feedback == "teacher" and expert is None:
             raise ValueError("feedback='teacher' needs an expert")
+        with _torch_threads(getattr(self.model, "torch_threads", None)):
+            return self._step(states, observations, feedback, expert, generators)
+
+    def _step(self, states, observations, feedback, expert, generators) -> StepResult:
         model = self.model
         for st, obs in zip(states, observations):
             if st.done:
@@ -160,6 +165,23 @@ class NavigationAgent:
         if feedback == "sample":
             return int(torch.multinomial(probs, 1, generator=generator))
         return label
+
+
+@contextmanager
+def _torch_threads(threads: int | None):
+    """Run the block with `threads` torch threads (None: unchanged), then restore the count.
+
+    A policy that computes in another runtime says how many threads torch's own small per-step
+    work should use (`OnnxPolicy.torch_threads`); setting the count costs well under a microsecond."""
+    previous = torch.get_num_threads()
+    if not threads or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _node_index(nodes: list[str | None], target: str | None) -> int:

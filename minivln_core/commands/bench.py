@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/bench/bench.json", help="JSON output (the chart goes beside it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="BenchConfig override: steps, warmup, min_nodes, threads, houses, seed, vit_repeats, int8, "
-                        "runtime (torch|onnx), compare_torch, "
+                        "runtime (torch|onnx), compare_torch, alone, "
                         "agreement_world, agreement_split, agreement_features, agreement_limit")
     p.set_defaults(func=run)
 
@@ -82,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
             line += f", argmax agreement with fp32 {100 * result['int8_agreement']['agreement']:.1f}% " \
                     f"of {result['int8_agreement']['steps']} steps"
         print(line)
+    if "student_alone" in result:
+        alone = [f"{result[k]['step_ms']:.1f}" for k in ("student_alone", "student_int8_alone") if k in result]
+        print(f"student without the teacher in between (fp32{', int8' if len(alone) > 1 else ''}): "
+              f"{' / '.join(alone)} ms/step")
     return 0
 
 
@@ -92,7 +96,8 @@ def _chart(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    names = [n for n in ("teacher_torch", "student_torch", "teacher", "student", "student_int8") if n in result]
+    names = [n for n in ("teacher_torch", "student_torch", "teacher", "student", "student_int8", "student_alone",
+                         "student_int8_alone") if n in result]
     step = [result[n]["step"]["median"] for n in names]
     p90 = [result[n]["step"]["p90"] for n in names]
     lang = [result[n]["language_ms"] for n in names]

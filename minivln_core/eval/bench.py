@@ -42,6 +42,9 @@ class BenchConfig:
     int8: bool = True            # also time the dynamically int8-quantised student, interleaved
     runtime: str = "onnx"        # policy runtime of teacher / student / student_int8: torch | onnx
     compare_torch: bool = True   # with runtime onnx: also time both in torch eager (teacher_torch, student_torch)
+    # Also time the student and its int8 copy each in a pass of its own (student_alone, student_int8_alone):
+    # interleaved, every student step starts with caches full of another model's weights; a robot runs one.
+    alone: bool = True
     # Action agreement int8 vs fp32 student on a world split (needs a trained --student checkpoint
     # whose features match the world's features/<agreement_features>.h5); None = skip.
     agreement_world: str | None = None
@@ -79,8 +82,10 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
 
     Timed, each in `cfg.runtime` (`models.inference.for_inference`): the teacher, the student and
     (cfg.int8) the student's int8 copy, interleaved; with runtime onnx and `compare_torch` then also
-    the torch eager teacher and student, interleaved in a second pass over the same world. Keys
-    `teacher`, `student`, `student_int8` (`teacher_torch`, `student_torch`) hold params, step_ms
+    the torch eager teacher and student, interleaved in a second pass over the same world; with
+    `alone` the student and its int8 copy are each timed again in a pass of their own. Keys
+    `teacher`, `student`, `student_int8` (`teacher_torch`, `student_torch`, `student_alone`,
+    `student_int8_alone`) hold params, step_ms
     (median), step {median, p90, n} and language_ms;
     `speedup` = teacher / student and `int8_speedup` = student / student_int8 step medians
     (`speedup_torch` = teacher_torch / student_torch). Runs with `cfg.threads` torch (and
@@ -103,6 +108,9 @@ def bench_policies(teacher: DuetPolicy, student: DuetPolicy, cfg: BenchConfig) -
             eager = _time_policies({"teacher_torch": teacher.eval(), "student_torch": student.eval()},
                                    env, cfg)
             out.update(teacher_torch=eager["teacher_torch"], student_torch=eager["student_torch"])
+        if cfg.alone:
+            for name in [k for k in models if k.startswith("student")]:  # one pass each: nothing in between
+                out[f"{name}_alone"] = _time_policies({name: models[name]}, env, cfg)[name]
     finally:
         torch.set_num_threads(previous)
         tmp.cleanup()

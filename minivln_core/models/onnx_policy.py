@@ -161,6 +161,12 @@ class OnnxPolicy(nn.Module):
     Holds the torch policy for language mode (and its `config`, parameters and their count);
     outputs carry no traces (distillation and training use the torch policy)."""
 
+    # Threads for torch's own work around the graphs in `NavigationAgent.step` (padding, the map's
+    # embeddings, softmax: microseconds). With more, torch's OpenMP workers and onnxruntime's
+    # spinning pool wait for each other's cores: the first parallel torch op after a graph run
+    # took ~4 ms at batch 1 on 2 cores, a third of the student's decision.
+    torch_threads = 1
+
     def __init__(self, policy: DuetPolicy, precision: Precision = "fp32", threads: int = 0,
                  onnx_dir: str | Path | None = None):
         super().__init__()
