@@ -153,3 +153,32 @@ def test_eval_limit_spreads_over_the_split():
     assert spread_subset(items, 1) == [0]
     picked = spread_subset(items, 4)
     assert picked == [0, 3, 6, 9] and len(set(spread_subset(items, 9))) == 9
+
+
+def test_the_agent_finishes_every_token_it_reads(tmp_path):
+    """The agent's vp_query_index covers [stop], every candidate and every object of each item in a
+    mixed batch: its outputs equal the full last layer's (whole REVERIE episodes)."""
+    from dataclasses import replace
+
+    from minivln_core.data.synth import SynthConfig, generate_world
+    from minivln_core.eval.evaluate import EvalSpec, build_env
+
+    generate_world(tmp_path, SynthConfig(houses=3, paths_per_house=4, reverie_per_house=6, feature_dim=16))
+    torch.manual_seed(0)
+    model = DuetPolicy(preset("tiny-student", "reverie", image_feat_size=16)).eval()
+    navigate, checked = model.navigate, []
+
+    def both(inputs, traces=False):
+        out = navigate(inputs, traces)
+        full = navigate(replace(inputs, vp_query_index=None), traces)
+        assert inputs.vp_query_index.shape[1] < inputs.vp_masks.shape[1]   # work is really skipped
+        for key in ("fused_logits", "local_logits", "obj_logits"):
+            torch.testing.assert_close(getattr(out, key), getattr(full, key), msg=key)
+        checked.append(len(inputs.vp_masks))
+        return out
+
+    model.navigate = both
+    env = build_env(EvalSpec(tmp_path, "reverie", "val_seen", 6, 5, limit=6))
+    with torch.inference_mode():
+        evaluate(NavigationAgent(model, max_steps=5), env, progress=False)
+    assert len(checked) >= 5 and max(checked) > 1

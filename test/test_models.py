@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import numpy as np
 import torch
 
 from minivln_core.errors import ConfigError, DataError
@@ -96,6 +97,41 @@ def test_shapes_and_masks_in_all_three_modes():
     assert torch.isfinite(out.fused_logits[:, 0]).all()          # stop allowed
     assert torch.isinf(out.obj_logits[:, :6]).all() and torch.isfinite(out.obj_logits[:, 6:]).all()
     assert ((out.fuse_weights > 0) & (out.fuse_weights < 1)).all()
+
+
+def test_last_local_layer_finishing_only_the_read_tokens_is_exact():
+    """vp_query_index ([stop], candidates, objects, topped up with other tokens) changes no logit and
+    no kept row; the rows it skips really are skipped (they differ), and traces still see every row."""
+    from dataclasses import replace
+
+    from minivln_core.agent.inputs import query_index
+
+    torch.manual_seed(0)
+    model = DuetPolicy(preset("tiny-teacher", "reverie")).eval()
+    _, pano, nav_in = _inputs(model, objects=3)
+    length = nav_in.vp_masks.shape[1]                                     # 1 + V + O = 9
+    nav_in.vp_nav_masks[1, 2] = False                                     # item 1: one candidate fewer
+    nav_in.vp_obj_masks[1, 8] = False                                     #   and one object fewer
+    read = [np.r_[0:3, 6:9], np.r_[0:2, 6:8]]                             # [stop], candidates, objects
+    index = query_index(read, length)
+    assert index.shape == (2, 6) and all(len(set(row)) == 6 for row in index.tolist())
+    assert set(index[1].tolist()) >= set(read[1].tolist())
+    full = model.navigate(nav_in)
+    pruned = model.navigate(replace(nav_in, vp_query_index=torch.from_numpy(index)))
+    for key in ("fused_logits", "global_logits", "local_logits", "obj_logits", "fuse_weights", "global_embeds"):
+        torch.testing.assert_close(getattr(pruned, key), getattr(full, key), msg=key)
+    rows = torch.from_numpy(index)[:, :, None].expand(-1, -1, full.local_embeds.shape[-1])
+    torch.testing.assert_close(pruned.local_embeds.gather(1, rows), full.local_embeds.gather(1, rows))
+    skipped = torch.ones(2, length, dtype=torch.bool).scatter(1, torch.from_numpy(index), False)
+    assert not torch.allclose(pruned.local_embeds[skipped], full.local_embeds[skipped])
+    traced = model.navigate(replace(nav_in, vp_query_index=torch.from_numpy(index)), traces=True)
+    torch.testing.assert_close(traced.local_embeds, full.local_embeds)   # distillation sees every token
+    model.train()                                   # training takes the full layer (same dropout draws)
+    runs = []
+    for index in (None, torch.from_numpy(index)):
+        torch.manual_seed(5)
+        runs.append(model.navigate(replace(nav_in, vp_query_index=index)).local_embeds)
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
 
 
 def test_padding_does_not_change_outputs():

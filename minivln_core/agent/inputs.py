@@ -150,7 +150,7 @@ def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list
     node_cand = np.zeros((b, n_max), np.int64)
     cand_visited = np.zeros((b, v_max), bool)
     obj_masks = np.zeros((b, v_max), bool)
-    rows = []
+    rows, read = [], []
     obj_start = object_token_start(tokens)
     for i, (gmap, start, obs, tok) in enumerate(zip(maps, starts, observations, tokens)):
         # All per-node work is numpy over index arrays: one position-feature call for every node of
@@ -181,6 +181,7 @@ def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list
         node_cand[i, rank[cand[fresh]]] = 1 + fresh
         if tok.obj_ids:
             obj_masks[i, obj_start: obj_start + len(tok.obj_ids)] = True
+        read.append(np.r_[0: 1 + k, obj_start: obj_start + len(tok.obj_ids or [])])   # [stop], candidates, objects
     for i, r in enumerate(rows):
         gmap_embeds[i, 1: 1 + len(r)] = r
     vp_embeds = torch.cat([torch.zeros(b, 1, d, dtype=dtype, device=device), pano_embeds], 1)  # (B, 1+V', D)
@@ -191,5 +192,18 @@ def navigation_batch(maps: list[GraphMap], starts: list[str], observations: list
         gmap_pos_fts=t(pos_fts).to(dtype), gmap_masks=t(gmasks), gmap_pair_dists=t(pair).to(dtype),
         gmap_visited_masks=t(visited), vp_img_embeds=vp_embeds, vp_pos_fts=t(vp_pos).to(dtype),
         vp_masks=vp_masks, vp_nav_masks=t(nav), node_cand_index=t(node_cand), vp_cand_visited=t(cand_visited),
-        vp_obj_masks=t(obj_masks) if any(tok.obj_ids for tok in tokens) else None)
+        vp_obj_masks=t(obj_masks) if any(tok.obj_ids for tok in tokens) else None,
+        vp_query_index=t(query_index(read, v_max)))
     return inputs, nodes_per_item
+
+
+def query_index(read: list[np.ndarray], length: int) -> np.ndarray:
+    """(B, Q) int64 rows of distinct local-token positions: each item's `read` positions, topped up
+    to the longest with the first positions it does not read (real outputs, so rows stay distinct
+    and every computed value is exact; `NavigationInputs.vp_query_index`)."""
+    q = max(len(r) for r in read)
+    out = np.empty((len(read), q), np.int64)
+    for i, r in enumerate(read):
+        spare = np.setdiff1d(np.arange(length), r, assume_unique=True)[: q - len(r)]
+        out[i] = np.sort(np.concatenate([r, spare]))
+    return out

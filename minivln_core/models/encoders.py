@@ -144,10 +144,14 @@ class CrossModalEncoder(nn.Module):
         return [layer.cross_attention.att.key_values(text) for layer in self.x_layers]
 
     def forward(self, visual, visual_mask, text, text_mask, trace: Trace | None = None,
-                text_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+                text_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                query_index: torch.Tensor | None = None) -> torch.Tensor:
+        """query_index (B, Q): the last layer computes only these tokens fully (CrossModalLayer)."""
+        last = len(self.x_layers) - 1
         for i, layer in enumerate(self.x_layers):
             visual, cross_scores, self_scores = layer(visual, visual_mask, text, text_mask, trace is not None,
-                                                      None if text_kv is None else text_kv[i])
+                                                      None if text_kv is None else text_kv[i],
+                                                      query_index if i == last else None)
             if trace is not None:
                 trace.hidden.append(visual)
                 trace.scores.append(self_scores)
@@ -199,8 +203,9 @@ class LocalEncoder(nn.Module):
         self.encoder = CrossModalEncoder(config)
 
     def forward(self, txt_embeds, txt_masks, vp_embeds, pos_fts, masks, trace: Trace | None = None,
-                update_text: bool = False, text_kv=None):
-        """vp_embeds (B, 1+V, D) with zeros at [stop]; pos_fts (B, 1+V, 14); masks (B, 1+V).
+                update_text: bool = False, text_kv=None, query_index=None):
+        """vp_embeds (B, 1+V, D) with zeros at [stop]; pos_fts (B, 1+V, 14); masks (B, 1+V);
+        query_index (B, Q) or None: the tokens the last layer must finish (CrossModalLayer).
         Returns (B, 1+V, D), and with `update_text` (pretraining MLM) also the text stream."""
         x = vp_embeds + self.vp_pos_embeddings(pos_fts)
         if trace is not None:
@@ -208,4 +213,4 @@ class LocalEncoder(nn.Module):
         args = (x, additive_mask(masks, x.dtype), txt_embeds, additive_mask(txt_masks, x.dtype))
         if update_text:
             return self.encoder.forward_both(*args)
-        return self.encoder(*args, trace, text_kv)
+        return self.encoder(*args, trace, text_kv, query_index)

@@ -35,7 +35,7 @@ from minivln_core.models.policy import DuetPolicy, NavigationInputs, NavigationO
 
 log = logging.getLogger("minivln.onnx")
 
-EXPORT_VERSION = 1                    # bump when the exported graphs change for the same weights
+EXPORT_VERSION = 2                    # bump when the exported graphs change for the same weights
 Precision = Literal["fp32", "int8"]
 # Kept fp32 in int8 graphs: layers with few FLOPs whose errors move the decision most (the 1-, 7-
 # and 14-wide position/distance inputs, the view-feature projection and the prediction heads).
@@ -46,7 +46,7 @@ OBJECT_INPUTS = ("obj_img_fts", "obj_loc_fts", "obj_masks")
 NAV_INPUTS = tuple(f.name for f in fields(NavigationInputs) if f.name not in ("txt_embeds", "vp_obj_masks"))
 NAV_OUTPUTS = ("fused_logits", "global_logits", "local_logits", "fuse_weights", "global_embeds", "local_embeds")
 # Dynamic axes: B batch, L instruction tokens, N global tokens, V local tokens, P views, O objects.
-_AXES = {"txt_masks": {1: "L"}, "txt_kv": {3: "L"}, "gmap_pair_dists": {1: "N", 2: "N"},
+_AXES = {"txt_masks": {1: "L"}, "txt_kv": {3: "L"}, "gmap_pair_dists": {1: "N", 2: "N"}, "vp_query_index": {1: "Q"},
          "node_cand_index": {1: "N"}, "vp_obj_masks": {1: "V"}, "view_img_fts": {1: "P"},
          "view_loc_fts": {1: "P"}, "view_nav_types": {1: "P"}, "view_masks": {1: "P"},
          "obj_img_fts": {1: "O"}, "obj_loc_fts": {1: "O"}, "obj_masks": {1: "O"}}
@@ -105,7 +105,8 @@ def _examples(policy: DuetPolicy) -> tuple[dict[str, torch.Tensor], dict[str, to
            "vp_pos_fts": torch.zeros(b, v, 14), "vp_masks": ones(b, v), "vp_nav_masks": ones(b, v),
            "node_cand_index": torch.zeros(b, n, dtype=torch.long),
            "vp_cand_visited": torch.zeros(b, v, dtype=torch.bool),
-           "txt_kv": torch.zeros(b, 4 * c.num_x_layers, h, length, d // h)}
+           "txt_kv": torch.zeros(b, 4 * c.num_x_layers, h, length, d // h),
+           "vp_query_index": torch.arange(3).repeat(b, 1)}
     if c.has_objects:
         nav["vp_obj_masks"] = torch.zeros(b, v, dtype=torch.bool)
     return pano, nav
@@ -213,6 +214,8 @@ class OnnxPolicy(nn.Module):
         feeds = {k: getattr(inputs, k) for k in NAV_INPUTS}
         if feeds["txt_kv"] is None:
             feeds["txt_kv"] = self.policy.text_key_values(inputs.txt_embeds)
+        if feeds["vp_query_index"] is None:  # every local token (the graph always takes an index)
+            feeds["vp_query_index"] = torch.arange(inputs.vp_masks.shape[1]).expand(inputs.vp_masks.shape[0], -1)
         with_objects = self.config.has_objects and inputs.vp_obj_masks is not None
         if self.config.has_objects:
             feeds["vp_obj_masks"] = (inputs.vp_obj_masks if with_objects

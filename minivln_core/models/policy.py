@@ -46,6 +46,10 @@ class NavigationInputs:
     vp_obj_masks: torch.Tensor | None = None  # (B, 1+V) bool, object tokens (REVERIE)
     txt_kv: torch.Tensor | None = None  # (B, S, H, L, d) `DuetPolicy.text_key_values(txt_embeds)`, cached
                                         #   per episode; None = projected from txt_embeds here
+    vp_query_index: torch.Tensor | None = None  # (B, Q) long, distinct per row, covering [stop], the
+                                        #   candidates and the objects: the local tokens whose outputs are
+                                        #   read. In eval mode the last local layer finishes only these (None = all);
+                                        #   `local_embeds` elsewhere then hold that layer's cross-attention
 
 
 @dataclass
@@ -157,8 +161,11 @@ class DuetPolicy(nn.Module):
         global_kv, local_kv = self._split_kv(x.txt_kv)
         g = self.global_encoder(x.txt_embeds, x.txt_masks, x.gmap_img_embeds, x.gmap_step_ids, x.gmap_pos_fts,
                                 x.gmap_masks, x.gmap_pair_dists, tr.get("global"), text_kv=global_kv)  # (B, N, D)
+        # Inference only: traces (distillation) record every token of every layer, and in training the
+        # skipped rows would draw no dropout masks, so runs would no longer repeat those made before.
+        query = None if traces or self.training else x.vp_query_index
         loc = self.local_encoder(x.txt_embeds, x.txt_masks, x.vp_img_embeds, x.vp_pos_fts, x.vp_masks,
-                                 tr.get("local"), text_kv=local_kv)                   # (B, 1+V, D)
+                                 tr.get("local"), text_kv=local_kv, query_index=query)  # (B, 1+V, D)
         if self.sap_fuse_linear is not None:
             w = torch.sigmoid(self.sap_fuse_linear(torch.cat([g[:, 0], loc[:, 0]], -1))).squeeze(-1)  # (B,)
         else:
