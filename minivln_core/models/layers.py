@@ -164,15 +164,13 @@ class CrossModalLayer(nn.Module):
         query_index (B, Q) long, distinct positions per row: only these tokens are carried through
         self-attention (as queries; every token stays a key/value) and the FFN; the other rows of the
         output are their cross-attention outputs. Exact for the rows kept, ~70% less work per row
-        dropped: the last layer of a branch whose other outputs are never read (see DuetPolicy.navigate)."""
+        dropped: the last layer of a branch whose other outputs are never read (see DuetPolicy.navigate).
+        It needs a per-key `visual_mask` (B, 1, 1, Lk), as the local branch has (no graph bias rows)."""
         visual, cross_scores = self.cross_attention(visual, text, text_mask, return_scores, text_kv)
         if query_index is None:
             visual, self_scores = self.self_attention(visual, visual, visual_mask, return_scores)
             return self.ffn(visual), cross_scores, self_scores
         rows = query_index[:, :, None].expand(-1, -1, visual.shape[-1])                  # (B, Q, D)
-        if visual_mask.shape[-2] > 1:  # per-query mask rows (a graph bias): keep the queries' rows
-            visual_mask = visual_mask.gather(2, query_index[:, None, :, None].expand(
-                -1, visual_mask.shape[1], -1, visual_mask.shape[-1]))                       # (B, 1, Q, Lk)
         kept, self_scores = self.self_attention(visual.gather(1, rows), visual, visual_mask, return_scores)
         return visual.scatter(1, rows, self.ffn(kept)), cross_scores, self_scores
 
