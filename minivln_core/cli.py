@@ -17,6 +17,7 @@ from minivln_core.errors import ConfigError, DataError
 COMMAND_MODULES = [
     "minivln_core.commands.pipeline",
     "minivln_core.commands.synth",
+    "minivln_core.commands.real_world",
     "minivln_core.commands.features",
     "minivln_core.commands.info",
     "minivln_core.commands.eval_trajectories",

@@ -1,0 +1,120 @@
+"""The real-house semantic benchmark as a world folder: Matterport graphs, R2R / REVERIE
+annotations and object-name view features, with some training houses held out.
+
+The public data here has R2R train and val_seen but no val_unseen, so unseen-house success is
+measured on training houses set aside (issue 4): `holdout` houses are drawn (seeded) from the
+scans of R2R train; every instruction in them, from train or val_seen, goes to `val_unseen`,
+and train / val_seen keep the other houses. Graphs and boxes are linked, not copied (the data is
+licensed for research and stays where it is); annotations are rewritten atomically; the view
+features are the object-name store of `perception.semantic` (docs/data.md). REVERIE annotations
+are split the same way when present; REVERIE training also needs object features, which this
+builder does not make.
+
+    <out>/connectivity/<scan>_connectivity.json -> the source files (+ scans.txt)
+    <out>/annotations/R2R_{train,val_seen,val_unseen}.json, REVERIE_... (when present), BBoxes.json
+    <out>/features/views.h5 (+ views.h5.classes.json)
+    <out>/world.json   format "minivln-real-world": source, held-out scans, counts
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minivln_core.data.connectivity import SUFFIX
+from minivln_core.errors import DataError
+from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
+
+SPLITS = ("train", "val_seen")
+REQUIRED = {"R2R_train.json", "R2R_val_seen.json", "BBoxes.json"}
+
+
+def find_sources(data: Path) -> dict[str, Path]:
+    """{file name: path} of the annotation files and `connectivity` (the folder of the graphs) under
+    `data`, searched recursively (the first hit in sorted order); missing required parts name `data`."""
+    data = Path(data)
+    if not data.is_dir():
+        raise DataError(data, "data folder does not exist")
+    found: dict[str, Path] = {}
+    for name in sorted(REQUIRED | {f"REVERIE_{s}.json" for s in SPLITS}):
+        hits = sorted(data.rglob(name))
+        if hits:
+            found[name] = hits[0]
+    graphs = sorted(data.rglob(f"*{SUFFIX}"))
+    if graphs:
+        found["connectivity"] = graphs[0].parent
+    missing = sorted((REQUIRED | {"connectivity"}) - set(found))
+    if missing:
+        raise DataError(data, f"no {', '.join(missing)} found under this folder")
+    return found
+
+
+def held_out_scans(items: list[dict], holdout: int, seed: int, source: Path | str = "R2R_train.json") -> list[str]:
+    """`holdout` scans drawn without replacement (seeded) from the scans of `items`, sorted."""
+    scans = sorted({str(item["scan"]) for item in items})
+    if not 1 <= holdout < len(scans):
+        raise DataError(source, f"holdout must be between 1 and {len(scans) - 1} (the file has "
+                                f"{len(scans)} houses), got {holdout}")
+    chosen = np.random.default_rng(seed).choice(len(scans), size=holdout, replace=False)
+    return sorted(scans[i] for i in chosen)
+
+
+def _link(target: Path, link: Path) -> None:
+    """A symlink `link` -> `target` (absolute), replacing an old one atomically."""
+    tmp = link.with_name(f".{link.name}.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target.resolve(), tmp)
+    os.replace(tmp, link)
+
+
+def _items(path: Path) -> list[dict]:
+    items = read_json(path)
+    if not isinstance(items, list) or any(not isinstance(i, dict) or "scan" not in i for i in items):
+        raise DataError(path, "expected a JSON list of records with a 'scan' field")
+    return items
+
+
+def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: int = 0,
+                     features: bool = True) -> dict[str, Any]:
+    """Arrange `data` as the world folder `out` (see the module docstring); returns world.json's content."""
+    src = find_sources(Path(data))
+    out = Path(out)
+    (out / "connectivity").mkdir(parents=True, exist_ok=True)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    r2r = {split: _items(src[f"R2R_{split}.json"]) for split in SPLITS}
+    held = set(held_out_scans(r2r["train"], holdout, seed, src["R2R_train.json"]))
+    counts: dict[str, dict[str, int]] = {}
+    used: set[str] = set()                     # scans any annotation refers to: they get features
+    for prefix in ("R2R", "REVERIE"):
+        if not all(f"{prefix}_{s}.json" in src for s in SPLITS):
+            continue  # REVERIE is optional
+        parts = r2r if prefix == "R2R" else {s: _items(src[f"REVERIE_{s}.json"]) for s in SPLITS}
+        split = {"train": [i for i in parts["train"] if i["scan"] not in held],
+                 "val_seen": [i for i in parts["val_seen"] if i["scan"] not in held],
+                 "val_unseen": [i for s in SPLITS for i in parts[s] if i["scan"] in held]}
+        for name, items in split.items():
+            atomic_write_json(out / "annotations" / f"{prefix}_{name}.json", items, indent=None)
+            used.update(str(i["scan"]) for i in items)
+        counts[prefix.lower()] = {name: len(items) for name, items in split.items()}
+    _link(src["BBoxes.json"], out / "annotations" / "BBoxes.json")
+    scans = sorted(p.name[: -len(SUFFIX)] for p in src["connectivity"].glob(f"*{SUFFIX}"))
+    for scan in scans:
+        _link(src["connectivity"] / f"{scan}{SUFFIX}", out / "connectivity" / f"{scan}{SUFFIX}")
+    atomic_write_text(out / "connectivity" / "scans.txt", "\n".join(scans) + "\n")
+    stats: dict[str, int] = {}
+    if features:
+        from minivln_core.perception.semantic import build_semantic_store
+
+        stats = build_semantic_store(src["BBoxes.json"], out / "connectivity", out / "features" / "views.h5",
+                                     scans=sorted(used))
+    houses = Counter(train=len({i["scan"] for i in r2r["train"]} - held), val_unseen=len(held))
+    info = {"format": "minivln-real-world", "version": 1, "source": str(Path(data).resolve()),
+            "holdout": {"count": holdout, "seed": seed, "scans": sorted(held)}, "houses": dict(houses),
+            "counts": counts, "features": stats}
+    atomic_write_json(out / "world.json", info)
+    return info
