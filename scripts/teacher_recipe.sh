@@ -18,6 +18,8 @@ $MINIVLN finetune --out "$OUT/dagger" "${COMMON[@]}" --set init="$OUT/imitation/
   --set loop.steps="$DAGGER" --set loop.eval_every=250
 for stage in imitation dagger; do
   for split in val_seen val_unseen; do
+    scores="$OUT/$stage/final/last_${split}_metrics.json"
+    [ "$scores" -nt "$OUT/$stage/last/model.safetensors" ] && continue   # scored since the last checkpoint
     $MINIVLN evaluate --checkpoint "$OUT/$stage/last" --world "$OUT/world" --split "$split" --features views \
       --batch-size 16 --out "$OUT/$stage/final" > /dev/null
   done
