@@ -19,13 +19,12 @@ builder does not make.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from minivln_core.data.connectivity import SUFFIX
+from minivln_core.data.connectivity import SUFFIX, list_scans
 from minivln_core.errors import DataError
 from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
 
@@ -102,7 +101,7 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
             used.update(str(i["scan"]) for i in items)
         counts[prefix.lower()] = {name: len(items) for name, items in split.items()}
     _link(src["BBoxes.json"], out / "annotations" / "BBoxes.json")
-    scans = sorted(p.name[: -len(SUFFIX)] for p in src["connectivity"].glob(f"*{SUFFIX}"))
+    scans = list_scans(src["connectivity"])
     for scan in scans:
         _link(src["connectivity"] / f"{scan}{SUFFIX}", out / "connectivity" / f"{scan}{SUFFIX}")
     atomic_write_text(out / "connectivity" / "scans.txt", "\n".join(scans) + "\n")
@@ -112,9 +111,9 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
 
         stats = build_semantic_store(src["BBoxes.json"], out / "connectivity", out / "features" / "views.h5",
                                      scans=sorted(used))
-    houses = Counter(train=len({i["scan"] for i in r2r["train"]} - held), val_unseen=len(held))
+    houses = {"train": len({i["scan"] for i in r2r["train"]} - held), "val_unseen": len(held)}
     info = {"format": "minivln-real-world", "version": 1, "source": str(Path(data).resolve()),
-            "holdout": {"count": holdout, "seed": seed, "scans": sorted(held)}, "houses": dict(houses),
+            "holdout": {"count": holdout, "seed": seed, "scans": sorted(held)}, "houses": houses,
             "counts": counts, "features": stats}
     atomic_write_json(out / "world.json", info)
     return info
