@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from minivln_core.cli import main
 from minivln_core.data.synth import SynthConfig, generate_world
@@ -97,3 +98,29 @@ def test_the_table_adds_grounding_columns_for_reverie():
     assert "RGS" not in plain
     grounding = render_ablation_table([_row("teacher", 50.0, rgs=30.0, rgspl=20.0)])
     assert "| RGS | RGSPL |" in grounding and "| 30.0 | 20.0 |" in grounding
+
+
+def test_runs_side_by_side_give_the_same_students_and_scores(world, tmp_path):
+    from safetensors.torch import load_file
+
+    teacher = DuetPolicy(preset("tiny-teacher", image_feat_size=DIM))
+    save_pretrained(teacher, tmp_path / "teacher")
+    reports = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        assert main(["ablation", "--world", str(world), "--out", str(out), "--teacher", str(tmp_path / "teacher"),
+                     "--jobs", str(jobs), *TINY]) == 0
+        reports[jobs] = json.loads((out / "ablation.json").read_text())
+    assert reports[2]["config"]["jobs"] == 2
+    timing = {"step_ms"}
+    assert ([{k: v for k, v in r.items() if k not in timing} for r in reports[1]["results"]]
+            == [{k: v for k, v in r.items() if k not in timing} for r in reports[2]["results"]])
+    for folder in ("pretrain/policy", "distill-pretrain/policy", "two-stage/best", "no-kd/best"):
+        one = load_file(tmp_path / "jobs1" / "student" / folder / "model.safetensors")
+        two = load_file(tmp_path / "jobs2" / "student" / folder / "model.safetensors")
+        assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one), folder
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(ConfigError, match="'jobs'"):
+        AblationConfig(jobs=0).validate()

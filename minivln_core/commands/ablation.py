@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-pretrain", help="reuse this pretrained teacher (stage-1 teacher)")
     p.add_argument("--kd-sweep", action="store_true", help="also train the two-stage student at KDWeight 0.01 and 1 "
                                                            "(Table V; 0.1 is student #1)")
+    p.add_argument("--jobs", type=int, help="runs at once, each in a process of its own (config key 'jobs'; "
+                                            "e.g. the number of cores: a small model's run keeps about one busy)")
     p.add_argument("--out", default="runs/ablation", help="output folder")
     p.add_argument("--config", help="YAML file with overrides of the ablation config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -40,7 +42,7 @@ def resolve(args: argparse.Namespace) -> AblationConfig:
     """Defaults <- --budget <- --config <- --set <- the other flags."""
     base = AblationConfig(budget=BUDGETS[args.budget]) if args.budget else None
     flags = {"world": args.world, "features": args.features, "teacher": args.teacher,
-             "teacher_pretrain": args.teacher_pretrain, "kd_weight_sweep": [0.01, 0.1, 1.0] if args.kd_sweep else None}
+             "teacher_pretrain": args.teacher_pretrain, "jobs": args.jobs, "kd_weight_sweep": [0.01, 0.1, 1.0] if args.kd_sweep else None}
     cfg = build_config(AblationConfig, base=base, yaml_path=args.config, overrides=args.set)
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     cfg.validate()

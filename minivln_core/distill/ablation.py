@@ -12,13 +12,16 @@ Each policy is scored with greedy rollouts on every split (SR, SPL, nDTW; RGS an
 Parameter counts come from the models. Per-step CPU milliseconds come from `eval.bench` (teacher and
 student timed side by side; the students all have the same architecture, so one timing serves all).
 Outputs: ablation.json, ablation.md and ablation.png. Every stage is resumable: training resumes from
-`last/`, and scores whose checkpoint has not changed since they were computed are reused.
+`last/`, and scores whose checkpoint has not changed since they were computed are reused. With
+`jobs: N` the runs that do not wait for each other (the plain and the distilled student pretraining,
+the four fine-tunings, the scores) run N at a time in processes of their own (`train.jobs`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +39,7 @@ from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_f
 from minivln_core.models.checkpoint import CONFIG_NAME
 from minivln_core.models.config import ModelConfig
 from minivln_core.train.finetune import FinetuneConfig, run_finetune
+from minivln_core.train.jobs import Job, run_jobs
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.pretrain import PretrainConfig, run_pretrain
 
@@ -99,10 +103,15 @@ class AblationConfig:
                                                                    int8=False))
     max_steps: int = 15                     # decisions per episode
     eval_batch_size: int = 16
-    threads: int = 0                        # torch CPU threads for training (0 = default)
+    threads: int = 0                        # torch CPU threads per run (0 = default; with jobs: cores / jobs)
+    # Runs at once, each in a process of its own (train.jobs): a small model's run keeps about one core
+    # busy, so on N cores `jobs: N` finishes sooner; results do not depend on it at a fixed `threads`.
+    jobs: int = 1
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad key."""
+        if self.jobs < 1:
+            raise ConfigError(f"config key 'jobs' must be >= 1, got {self.jobs}")
         if self.finetune.kd_weight <= 0 or any(w <= 0 for w in self.kd_weight_sweep):
             raise ConfigError("config keys 'finetune.kd_weight' and 'kd_weight_sweep' must be > 0 (a zero "
                               "KDWeight is the no-KD student)")
@@ -151,10 +160,10 @@ class Ablation:
                                                  eval_every=b.eval_every))
 
     # -- training ---------------------------------------------------------------------------
-    def pretrain(self, name: str, preset: str, teacher: str | None = None) -> Path:
+    def pretrain(self, name: str, preset: str, teacher: str | Path | None = None) -> Path:
         """Plain pretraining, or stage-1 distillation of `teacher`; returns the policy checkpoint."""
         run = self.out / name
-        cfg = replace(self.pretrain_cfg, preset=preset, teacher=teacher)
+        cfg = replace(self.pretrain_cfg, preset=preset, teacher=str(teacher) if teacher else None)
         if teacher:
             run_distill_pretrain(cfg, run, {"ablation": name}, self.progress)
         else:
@@ -162,35 +171,59 @@ class Ablation:
             run_pretrain(plain, run, {"ablation": name}, self.progress)
         return run / "policy"
 
-    def finetune(self, name: str, preset: str, init: Path, teacher: str | None = None,
+    def finetune(self, name: str, preset: str, init: Path, teacher: str | Path | None = None,
                  kd_weight: float | None = None) -> Path:
         """Fine-tuning from `init`, distilling `teacher` (at `kd_weight`, default the recipe's) when given;
         returns the best checkpoint."""
-        cfg = replace(self.finetune_cfg, preset=preset, init=str(init), teacher=teacher,
+        cfg = replace(self.finetune_cfg, preset=preset, init=str(init), teacher=str(teacher) if teacher else None,
                       kd_weight=self.finetune_cfg.kd_weight if kd_weight is None else kd_weight)
         run_finetune(cfg, self.out / name, meta={"ablation": name}, progress=self.progress)
         return self.out / name / "best"
 
-    def teachers(self) -> tuple[Path, Path]:
-        """(pretrained, fine-tuned) teacher checkpoints: given, or trained here."""
+    def jobs(self) -> tuple[list[Job], dict[str, Path]]:
+        """Every training and scoring run as jobs in dependency order, and the checkpoints given.
+
+        Job names: 'teacher/pretrain', 'teacher/finetune' (given or trained here), 'student/pretrain',
+        'student/distill-pretrain', 'student/<variant>' and 'eval/<policy>/<split>'."""
         cfg = self.cfg
+        # Workers show no progress bars of their own (several would overwrite each other's line).
+        runner = self if cfg.jobs <= 1 else Ablation(cfg, self.out, progress=False)
+        given: dict[str, Path] = {}
+        jobs: list[Job] = []
+        if cfg.teacher_pretrain or cfg.teacher:
+            given["teacher/pretrain"] = Path(cfg.teacher_pretrain or cfg.teacher)
+        else:
+            jobs.append(Job("teacher/pretrain", runner.pretrain, ("teacher/pretrain", cfg.teacher_preset)))
         if cfg.teacher:
-            return Path(cfg.teacher_pretrain or cfg.teacher), Path(cfg.teacher)
-        pre = Path(cfg.teacher_pretrain) if cfg.teacher_pretrain else self.pretrain("teacher/pretrain",
-                                                                                    cfg.teacher_preset)
-        return pre, self.finetune("teacher/finetune", cfg.teacher_preset, pre)
+            given["teacher/finetune"] = Path(cfg.teacher)
+        else:
+            jobs.append(Job("teacher/finetune", runner.finetune, ("teacher/finetune", cfg.teacher_preset),
+                            needs={"init": "teacher/pretrain"}))
+        jobs.append(Job("student/pretrain", runner.pretrain, ("student/pretrain", cfg.student_preset)))
+        jobs.append(Job("student/distill-pretrain", runner.pretrain, ("student/distill-pretrain", cfg.student_preset),
+                        needs={"teacher": "teacher/pretrain"}))
+        policies = {"teacher": "teacher/finetune"}
+        for v in variants(cfg):
+            needs = {"init": "student/distill-pretrain" if v.pretrain_kd else "student/pretrain"}
+            if v.finetune_kd:
+                needs["teacher"] = "teacher/finetune"
+            jobs.append(Job(f"student/{v.name}", runner.finetune, (f"student/{v.name}", cfg.student_preset),
+                            {"kd_weight": v.kd_weight}, needs))
+            policies[v.name] = f"student/{v.name}"
+        for split in cfg.splits:
+            for name, job in policies.items():
+                jobs.append(Job(f"eval/{name}/{split}", runner.scores, (name,), {"split": split},
+                                {"checkpoint": job}))
+        return jobs, given
 
     def train(self) -> dict[str, Path]:
-        """Every checkpoint to score: 'teacher' and each variant's best."""
+        """Train and score every policy (cfg.jobs at a time); returns the checkpoint of 'teacher' and of
+        each variant (its best). Scores land in the cache `scores` reads."""
         cfg = self.cfg
-        teacher_pre, teacher_ft = self.teachers()
-        students = {False: self.pretrain("student/pretrain", cfg.student_preset),
-                    True: self.pretrain("student/distill-pretrain", cfg.student_preset, str(teacher_pre))}
-        checkpoints = {"teacher": teacher_ft}
-        for v in variants(cfg):
-            checkpoints[v.name] = self.finetune(f"student/{v.name}", cfg.student_preset, students[v.pretrain_kd],
-                                                str(teacher_ft) if v.finetune_kd else None, v.kd_weight)
-        return checkpoints
+        jobs, given = self.jobs()
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
+        results = run_jobs(jobs, cfg.jobs, threads, self.progress, given)
+        return {"teacher": results["teacher/finetune"], **{v.name: results[f"student/{v.name}"] for v in variants(cfg)}}
 
     # -- scoring ----------------------------------------------------------------------------
     def scores(self, name: str, checkpoint: Path, split: str) -> dict[str, Any]:
@@ -227,6 +260,7 @@ class Ablation:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         checkpoints = self.train()
+        # Timed alone, after every run (other processes would slow both policies unevenly).
         timing = self.timing(checkpoints["teacher"], checkpoints["two-stage"])
         teacher_cfg = load_policy(checkpoints["teacher"]).config
         student_cfg = load_policy(checkpoints["two-stage"]).config
