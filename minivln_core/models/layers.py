@@ -67,7 +67,7 @@ class Attention(nn.Module):
             scores = None
             ctx = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=None if mask is None else mask.to(q.dtype),
-                dropout_p=self.dropout_p if self.training else 0.0)
+                dropout_p=self.dropout_p if self.training else 0.0, scale=1.0 / math.sqrt(self.head_dim))
         return ctx.transpose(1, 2).reshape(b, lq, -1), scores
 
 

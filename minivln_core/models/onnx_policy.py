@@ -35,7 +35,7 @@ from minivln_core.models.policy import DuetPolicy, NavigationInputs, NavigationO
 
 log = logging.getLogger("minivln.onnx")
 
-EXPORT_VERSION = 2                    # bump when the exported graphs change for the same weights
+EXPORT_VERSION = 3                    # bump when the exported graphs change for the same weights
 Precision = Literal["fp32", "int8"]
 # Kept fp32 in int8 graphs: layers with few FLOPs whose errors move the decision most (the 1-, 7-
 # and 14-wide position/distance inputs, the view-feature projection and the prediction heads).
