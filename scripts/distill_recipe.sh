@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/distill}; JOBS=${2:-2}; FINETUNE=${3:-500}; SEED=${4:-0}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-bash scripts/teacher_recipe.sh "$OUT/teacher" duet-small 500 1500
+bash scripts/teacher_recipe.sh "$OUT/teacher" duet-small 500 1000
 .venv/bin/minivln ablation --world "$OUT/teacher/world" --teacher "$OUT/teacher/dagger/last" --jobs "$JOBS" \
   --out "$OUT/ablation_seed$SEED" --quiet --set threads=1 --set budget.pretrain_steps=1000 \
   --set budget.finetune_steps="$FINETUNE" --set budget.batch_size=16 --set budget.eval_every=250 \

@@ -2,7 +2,9 @@
 # A stronger policy than the main job's, on a CPU (issue 4): a 60-house world (48 training houses),
 # imitation learning (teacher forcing), then DAgger from the imitation checkpoint, each scored on
 # the full validation splits. Every stage resumes where it stopped when the script is run again.
-#   bash scripts/teacher_recipe.sh [OUT=runs/recipe] [PRESET=minivln-small] [IMITATION_STEPS=1000] [DAGGER_STEPS=1000]
+#   [THREADS=1] bash scripts/teacher_recipe.sh [OUT=runs/recipe] [PRESET=minivln-small] [IMITATION_STEPS=1000] [DAGGER_STEPS=1000]
+# The learning rate is constant after warm-up and batches are seeded by step, so a run continued to
+# more steps (rerun with a larger number, same THREADS) passes through the checkpoints of the shorter one.
 # Measured in docs/results.md (1 thread per run: imitation ~1.3 s/step, DAgger ~4 s/step for minivln-small).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +13,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST HF_HUB_OFFLINE=1 TRANSFORMERS_OFF
 MINIVLN=.venv/bin/minivln
 [ -f "$OUT/world/world.json" ] || $MINIVLN synth --out "$OUT/world" --houses 60
 COMMON=(--world "$OUT/world" --quiet --set features=views --set batch_size=16 --set optim.lr=5e-4
-        --set eval_limit=150 --set threads=1)
+        --set eval_limit=150 --set threads="${THREADS:-1}")
 $MINIVLN finetune --out "$OUT/imitation" "${COMMON[@]}" --set preset="$PRESET" --set train_alg=imitation \
   --set loop.steps="$IMITATION" --set loop.eval_every=500
 $MINIVLN finetune --out "$OUT/dagger" "${COMMON[@]}" --set init="$OUT/imitation/last" --set train_alg=dagger \
