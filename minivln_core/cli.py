@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.finetune",
     "minivln_core.commands.distill_pretrain",
     "minivln_core.commands.ablation",
+    "minivln_core.commands.ablation_seeds",
     "minivln_core.commands.bench",
     "minivln_core.commands.ros_demo",
     "minivln_core.commands.replay",

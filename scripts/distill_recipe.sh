@@ -4,6 +4,8 @@
 # minivln-small students: pretraining (plain / stage-1 KD), DAgger fine-tuning (plain / stage-2 KD),
 # JOBS runs at once. Every stage resumes where it stopped when the script is run again.
 #   bash scripts/distill_recipe.sh [OUT=runs/distill] [JOBS=2] [STUDENT_FINETUNE_STEPS=500] [SEED=0]
+# Over seeds: run it with SEED 0, 1, ..., then
+#   minivln ablation-seeds OUT/ablation_seed0 OUT/ablation_seed1 ... --out OUT/seeds
 # Measured in docs/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

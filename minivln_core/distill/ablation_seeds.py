@@ -1,0 +1,119 @@
+"""The ablation over seeds: several `minivln ablation` runs that differ only in `budget.seed`,
+summarised as mean and standard deviation per policy and split, with the issue's goals judged on
+the means and the paired two-stage - no-KD difference per seed (the same seed gives both students
+the same batches and dropout masks, so pairing by seed removes part of the noise).
+
+Outputs: ablation_seeds.json, ablation_seeds.md and ablation_seeds.png.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from minivln_core.distill.ablation import goal_lines, goals, plot_ablation
+from minivln_core.errors import ConfigError, DataError
+from minivln_core.io_utils import atomic_write_json, atomic_write_text
+
+METRICS = ("sr", "spl", "ndtw", "rgs", "rgspl")
+# Config keys that may differ between the runs: how they were run, not what was trained.
+FREE_KEYS = ("seed", "jobs", "threads")
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in config.items() if k not in FREE_KEYS}
+    out["budget"] = {k: v for k, v in config.get("budget", {}).items() if k not in FREE_KEYS}
+    return out
+
+
+def load_reports(runs: list[Path]) -> list[dict[str, Any]]:
+    """Each run's ablation.json, checked to be the same experiment at different seeds."""
+    if len(runs) < 2:
+        raise ConfigError("an ablation over seeds needs at least two ablation runs")
+    reports = []
+    for run in runs:
+        path = Path(run) / "ablation.json"
+        try:
+            reports.append(json.loads(path.read_text()))
+        except OSError as exc:
+            raise DataError(path, f"cannot read the ablation report ({exc.strerror}); run `minivln ablation` "
+                                  "there first") from None
+        except ValueError as exc:
+            raise DataError(path, f"not valid JSON ({exc})") from None
+    first, first_path = _comparable(reports[0]["config"]), Path(runs[0]) / "ablation.json"
+    seeds = []
+    for run, report in zip(runs, reports):
+        path = Path(run) / "ablation.json"
+        other = _comparable(report["config"])
+        for key in sorted(set(first) | set(other)):
+            if first.get(key) != other.get(key):
+                raise ConfigError(f"{path}: config key '{key}' differs from {first_path}; only "
+                                  f"{', '.join(FREE_KEYS)} may differ between the seeds of one ablation")
+        seeds.append(report["config"]["budget"]["seed"])
+        rows = [(r["name"], r["split"]) for r in report["results"]]
+        if rows != [(r["name"], r["split"]) for r in reports[0]["results"]]:
+            raise DataError(path, f"its results list other policies or splits than {first_path}'s: {rows}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"the ablation runs must have different seeds, got {seeds}")
+    return reports
+
+
+def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean / std / per-seed values of every metric for every (policy, split), goals on the means,
+    and the paired two-stage - no-KD SR difference per seed."""
+    seeds = [r["config"]["budget"]["seed"] for r in reports]
+    rows = []
+    for k, base in enumerate(reports[0]["results"]):
+        runs = [r["results"][k] for r in reports]
+        row = {key: base[key] for key in ("id", "policy", "name", "pretrain_kd", "finetune_kd", "kd_weight",
+                                          "split", "params", "step_ms")}
+        row["step_ms"] = statistics.median(x["step_ms"] for x in runs)
+        for metric in (m for m in METRICS if m in base):
+            values = [x[metric] for x in runs]
+            row[metric] = statistics.fmean(values)
+            row[f"{metric}_std"] = statistics.stdev(values)
+            row[f"{metric}_seeds"] = values
+        rows.append(row)
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    paired = {}
+    for split in splits:
+        by_name = {r["name"]: r for r in rows if r["split"] == split}
+        diffs = [a - b for a, b in zip(by_name["two-stage"]["sr_seeds"], by_name["no-kd"]["sr_seeds"])]
+        paired[split] = {"per_seed": diffs, "mean": statistics.fmean(diffs), "std": statistics.stdev(diffs)}
+    return {"title": "MiniVLN two-stage distillation ablation over seeds", "seeds": seeds,
+            "teacher": reports[0]["teacher"], "student": reports[0]["student"], "budget": reports[0]["budget"],
+            "goals_on_means": goals(rows, splits), "two_stage_minus_no_kd_sr": paired, "results": rows}
+
+
+def render_seed_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: mean +- std over seeds of every metric."""
+    metrics = [m for m in METRICS if all(m in r for r in rows)]
+    lines = ["| id | policy | split | " + " | ".join(m.upper() for m in metrics) + " |",
+             "|---|---|---|" + "---:|" * len(metrics)]
+    for r in rows:
+        cells = " | ".join(f"{r[m]:.1f} +- {r[f'{m}_std']:.1f}" for m in metrics)
+        lines.append(f"| {r['id']} | {r['policy']} | {r['split']} | {cells} |")
+    return "\n".join(lines)
+
+
+def write_seed_report(out: Path, summary: dict[str, Any]) -> None:
+    """ablation_seeds.json, .md (table, goals on the means, paired differences) and .png (means)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "ablation_seeds.json", summary)
+    paired = [f"- {split}: {p['mean']:+.1f} +- {p['std']:.1f} SR points (per seed: "
+              + ", ".join(f"{d:+.1f}" for d in p["per_seed"]) + ")"
+              for split, p in summary["two_stage_minus_no_kd_sr"].items()]
+    text = "\n".join([
+        f"# {summary['title']}", "",
+        f"Seeds {', '.join(str(s) for s in summary['seeds'])}; teacher {summary['teacher']['shape']}; "
+        f"student `{summary['student']['preset']}`, {summary['student']['shape']}; per run "
+        f"{summary['budget']['pretrain_steps']} pretraining and {summary['budget']['finetune_steps']} fine-tuning "
+        "steps. Mean +- standard deviation over the seeds.", "",
+        render_seed_table(summary["results"]), "",
+        "## Goals, on the means", "", *goal_lines(summary["goals_on_means"]), "",
+        "## Two-stage minus no KD, paired by seed", "", *paired, "",
+        "![ablation over seeds](ablation_seeds.png)", ""])
+    atomic_write_text(out / "ablation_seeds.md", text)
+    plot_ablation(summary["results"], out / "ablation_seeds.png", summary["title"] + " (means)")
