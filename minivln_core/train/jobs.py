@@ -38,7 +38,7 @@ class Job:
 
 def _worker_init(threads: int, level: int) -> None:
     torch.set_num_threads(threads)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")  # as the CLI's
 
 
 def _call(job: Job, needed: dict[str, Any]) -> Any:
