@@ -88,7 +88,7 @@ def test_missing_or_damaged_reports_name_the_file(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "ablation.json").write_text("{")
-    with pytest.raises(DataError, match=r"bad/ablation.json: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad/ablation.json: file is not valid JSON"):
         load_reports([a, bad])
     with pytest.raises(ConfigError, match="at least two"):
         load_reports([a])

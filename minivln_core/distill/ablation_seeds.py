@@ -8,14 +8,13 @@ Outputs: ablation_seeds.json, ablation_seeds.md and ablation_seeds.png.
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from minivln_core.distill.ablation import goal_lines, goals, plot_ablation
 from minivln_core.errors import ConfigError, DataError
-from minivln_core.io_utils import atomic_write_json, atomic_write_text
+from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
 
 METRICS = ("sr", "spl", "ndtw", "rgs", "rgspl")
 # Config keys that may differ between the runs: how they were run, not what was trained.
@@ -32,20 +31,13 @@ def load_reports(runs: list[Path]) -> list[dict[str, Any]]:
     """Each run's ablation.json, checked to be the same experiment at different seeds."""
     if len(runs) < 2:
         raise ConfigError("an ablation over seeds needs at least two ablation runs")
-    reports = []
-    for run in runs:
-        path = Path(run) / "ablation.json"
-        try:
-            reports.append(json.loads(path.read_text()))
-        except OSError as exc:
-            raise DataError(path, f"cannot read the ablation report ({exc.strerror}); run `minivln ablation` "
-                                  "there first") from None
-        except ValueError as exc:
-            raise DataError(path, f"not valid JSON ({exc})") from None
-    first, first_path = _comparable(reports[0]["config"]), Path(runs[0]) / "ablation.json"
+    paths = [Path(run) / "ablation.json" for run in runs]
+    reports = [read_json(path, "cannot read the ablation report (file does not exist); run `minivln ablation` "
+                               "there first") for path in paths]
+    first, first_path = _comparable(reports[0]["config"]), paths[0]
+    first_rows = [(r["name"], r["split"]) for r in reports[0]["results"]]
     seeds = []
-    for run, report in zip(runs, reports):
-        path = Path(run) / "ablation.json"
+    for path, report in zip(paths, reports):
         other = _comparable(report["config"])
         for key in sorted(set(first) | set(other)):
             if first.get(key) != other.get(key):
@@ -53,7 +45,7 @@ def load_reports(runs: list[Path]) -> list[dict[str, Any]]:
                                   f"{', '.join(FREE_KEYS)} may differ between the seeds of one ablation")
         seeds.append(report["config"]["budget"]["seed"])
         rows = [(r["name"], r["split"]) for r in report["results"]]
-        if rows != [(r["name"], r["split"]) for r in reports[0]["results"]]:
+        if rows != first_rows:
             raise DataError(path, f"its results list other policies or splits than {first_path}'s: {rows}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"the ablation runs must have different seeds, got {seeds}")
@@ -68,7 +60,7 @@ def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
     for k, base in enumerate(reports[0]["results"]):
         runs = [r["results"][k] for r in reports]
         row = {key: base[key] for key in ("id", "policy", "name", "pretrain_kd", "finetune_kd", "kd_weight",
-                                          "split", "params", "step_ms")}
+                                          "split", "params")}
         row["step_ms"] = statistics.median(x["step_ms"] for x in runs)
         for metric in (m for m in METRICS if m in base):
             values = [x[metric] for x in runs]

@@ -93,8 +93,8 @@ def run_jobs(jobs: list[Job], workers: int = 1, threads: int = 1, progress: bool
                     running[pool.submit(_call, job, _needed(job, results))] = job
             if not running:
                 break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
                 job = running.pop(future)
                 try:
                     results[job.name] = future.result()
