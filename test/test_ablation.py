@@ -11,7 +11,7 @@ import torch
 
 from minivln_core.cli import main
 from minivln_core.data.synth import SynthConfig, generate_world
-from minivln_core.distill.ablation import AblationConfig, goals, render_ablation_table, variants
+from minivln_core.distill.ablation import AblationBudget, AblationConfig, goals, render_ablation_table, variants
 from minivln_core.errors import ConfigError
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import save_pretrained
@@ -124,3 +124,22 @@ def test_runs_side_by_side_give_the_same_students_and_scores(world, tmp_path):
 def test_jobs_must_be_positive():
     with pytest.raises(ConfigError, match="'jobs'"):
         AblationConfig(jobs=0).validate()
+
+
+def test_a_teacher_trained_here_gets_its_own_fine_tuning_steps(world, tmp_path):
+    out = tmp_path / "ablation"
+    assert main(["ablation", "--world", str(world), "--out", str(out), "--set", "teacher_preset=tiny-teacher",
+                 "--set", "budget.teacher_finetune_steps=3", *TINY]) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    assert report["teacher"]["trained_here"] and report["budget"]["teacher_finetune_steps"] == 3
+
+    def steps(run: str) -> int:
+        return json.loads((out / run / "last" / "trainer.json").read_text())["step"]
+
+    # The teacher pretrains like the students (the smoke budget's 2 steps) and fine-tunes for 3.
+    assert steps("teacher/pretrain") == steps("student/pretrain") == 2
+    assert steps("teacher/finetune") == 3
+    assert {steps(f"student/{v}") for v in ("two-stage", "pretrain-kd", "finetune-kd", "no-kd")} == {2}
+    assert "the teacher fine-tunes for 3 steps" in (out / "ablation.md").read_text()
+    with pytest.raises(ConfigError, match="teacher_finetune_steps"):
+        AblationBudget(teacher_finetune_steps=-1).validate()

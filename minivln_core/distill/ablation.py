@@ -52,6 +52,10 @@ class AblationBudget:
 
     pretrain_steps: int = 200               # pretraining / stage-1 steps per run
     finetune_steps: int = 200               # fine-tuning / stage-2 steps per run
+    # Fine-tuning steps of a teacher trained here (0 = finetune_steps). A longer teacher is one that has
+    # learned more than the students can alone, as the paper's converged teacher has; on a CPU budget the
+    # students stop well before that, and the teacher's extra steps overlap their runs with `jobs` > 1.
+    teacher_finetune_steps: int = 0
     batch_size: int = 8                     # global batch of every run
     eval_every: int = 100                   # fine-tuning validation cadence (0 = at the end only)
     eval_limit: int = 0                     # instructions per split in the final scores (0 = all)
@@ -62,7 +66,7 @@ class AblationBudget:
         for key in ("pretrain_steps", "finetune_steps", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key 'budget.{key}' must be >= 1, got {getattr(self, key)}")
-        for key in ("eval_every", "eval_limit"):
+        for key in ("eval_every", "eval_limit", "teacher_finetune_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key 'budget.{key}' must be >= 0, got {getattr(self, key)}")
 
@@ -172,11 +176,13 @@ class Ablation:
         return run / "policy"
 
     def finetune(self, name: str, preset: str, init: Path, teacher: str | Path | None = None,
-                 kd_weight: float | None = None) -> Path:
-        """Fine-tuning from `init`, distilling `teacher` (at `kd_weight`, default the recipe's) when given;
-        returns the best checkpoint."""
+                 kd_weight: float | None = None, steps: int = 0) -> Path:
+        """Fine-tuning from `init` for `steps` (0 = the budget's), distilling `teacher` (at `kd_weight`,
+        default the recipe's) when given; returns the best checkpoint."""
         cfg = replace(self.finetune_cfg, preset=preset, init=str(init), teacher=str(teacher) if teacher else None,
                       kd_weight=self.finetune_cfg.kd_weight if kd_weight is None else kd_weight)
+        if steps:
+            cfg = replace(cfg, loop=replace(cfg.loop, steps=steps))
         run_finetune(cfg, self.out / name, meta={"ablation": name}, progress=self.progress)
         return self.out / name / "best"
 
@@ -198,7 +204,7 @@ class Ablation:
             given["teacher/finetune"] = Path(cfg.teacher)
         else:
             jobs.append(Job("teacher/finetune", runner.finetune, ("teacher/finetune", cfg.teacher_preset),
-                            needs={"init": "teacher/pretrain"}))
+                            {"steps": cfg.budget.teacher_finetune_steps}, needs={"init": "teacher/pretrain"}))
         jobs.append(Job("student/pretrain", runner.pretrain, ("student/pretrain", cfg.student_preset)))
         jobs.append(Job("student/distill-pretrain", runner.pretrain, ("student/distill-pretrain", cfg.student_preset),
                         needs={"teacher": "teacher/pretrain"}))
@@ -349,6 +355,8 @@ def write_ablation_report(out: Path, report: dict[str, Any]) -> None:
     scored = f"the first {b['eval_limit']}" if b["eval_limit"] else "all"
     teacher = report["teacher"]
     runs = "every run" if teacher["trained_here"] else "every student run (the teacher was given, with its own budget)"
+    if teacher["trained_here"] and b.get("teacher_finetune_steps", 0) not in (0, b["finetune_steps"]):
+        runs = f"every run (the teacher fine-tunes for {b['teacher_finetune_steps']} steps)"
     text = "\n".join([
         f"# {report['title']}", "",
         f"Teacher: {teacher['shape']} ({teacher['checkpoint']}). "
