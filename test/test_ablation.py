@@ -47,6 +47,8 @@ def test_a_tiny_ablation_writes_its_report_and_resumes(world, tmp_path, capsys):
     assert set(report["goals"]["val_unseen"]) >= {"reaches_97pct_of_teacher", "beats_no_kd_by_3",
                                                   "both_ge_single_ge_none"}
     assert report["student"]["shape"] == "24 wide, 4 heads, 1 / 1 / 1 layers" and not report["teacher"]["trained_here"]
+    # With only a fine-tuned teacher given, it is stage 1's teacher too.
+    assert report["teacher"]["checkpoint"] == report["teacher"]["pretrain_checkpoint"] == str(tmp_path / "teacher")
     md = (out / "ablation.md").read_text()
     assert "| #1 | #1 student, both stages | ✓ | ✓ | 0.1 | val_unseen |" in md and "## Goals" in md
     assert (out / "ablation.png").stat().st_size > 1000
@@ -132,6 +134,8 @@ def test_a_teacher_trained_here_gets_its_own_fine_tuning_steps(world, tmp_path):
                  "--set", "budget.teacher_finetune_steps=3", *TINY]) == 0
     report = json.loads((out / "ablation.json").read_text())
     assert report["teacher"]["trained_here"] and report["budget"]["teacher_finetune_steps"] == 3
+    assert report["teacher"]["checkpoint"] == str(out / "teacher" / "finetune" / "best")
+    assert report["teacher"]["pretrain_checkpoint"] == str(out / "teacher" / "pretrain" / "policy")
 
     def steps(run: str) -> int:
         return json.loads((out / run / "last" / "trainer.json").read_text())["step"]

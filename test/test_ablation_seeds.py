@@ -101,3 +101,40 @@ def test_reports_with_other_rows_are_refused(tmp_path):
     b = _write(tmp_path / "b", fewer)
     with pytest.raises(DataError, match=r"b/ablation.json: its results list other policies or splits"):
         load_reports([a, b])
+
+
+def _shared(seed: int, sr: dict[str, float], teacher: str, trained_here: bool) -> dict:
+    """A run that trained `teacher` itself, or was given its checkpoints."""
+    report = _report(seed, sr)
+    report["teacher"] = {"checkpoint": f"{teacher}/finetune/best", "pretrain_checkpoint": f"{teacher}/pretrain/policy",
+                         "shape": "192 wide", "trained_here": trained_here}
+    given = {"teacher": None, "teacher_pretrain": None} if trained_here else {
+        "teacher": f"{teacher}/finetune/best", "teacher_pretrain": f"{teacher}/pretrain/policy"}
+    report["config"].update(given)
+    report["config"]["budget"] = dict(report["config"]["budget"], teacher_finetune_steps=400 if trained_here else 0)
+    return report
+
+
+def test_seeds_may_share_one_teacher_but_not_use_different_ones(tmp_path):
+    a = _write(tmp_path / "a", _shared(0, SR0, str(tmp_path / "a" / "teacher"), trained_here=True))
+    b = _write(tmp_path / "b", _shared(1, SR1, str(tmp_path / "a" / "teacher"), trained_here=False))
+    summary = summarise(load_reports([a, b]))
+    assert summary["shared_teacher"] and summary["seeds"] == [0, 1]
+    assert main(["ablation-seeds", str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    assert f"(one teacher for every seed: {tmp_path}/a/teacher/finetune/best)" in (
+        tmp_path / "out" / "ablation_seeds.md").read_text()
+    # A run given another teacher, or one trained with other settings, is another experiment.
+    other = _shared(1, SR1, str(tmp_path / "c" / "teacher"), trained_here=False)
+    other["config"]["budget"]["teacher_finetune_steps"] = 400           # only the teacher key differs from a's
+    c = _write(tmp_path / "c", other)
+    with pytest.raises(ConfigError, match=r"c/ablation.json: config key 'teacher' differs"):
+        load_reports([a, c])
+    d = _write(tmp_path / "d", _shared(1, SR1, str(tmp_path / "d" / "teacher"), trained_here=True))
+    d_report = json.loads((d / "ablation.json").read_text())
+    d_report["config"]["budget"]["teacher_finetune_steps"] = 300
+    (d / "ablation.json").write_text(json.dumps(d_report))
+    with pytest.raises(ConfigError, match=r"d/ablation.json: config key 'budget' differs"):
+        load_reports([a, d])
+    # Own teachers trained with the same settings at other seeds: the usual seed study.
+    e = _write(tmp_path / "e", _shared(1, SR1, str(tmp_path / "e" / "teacher"), trained_here=True))
+    assert not summarise(load_reports([a, e]))["shared_teacher"]

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `ablation-seeds` subcommand."""
     p = sub.add_parser("ablation-seeds", help="summarise `minivln ablation` runs that differ only in their seed",
                        description="Read RUN/ablation.json of two or more ablation runs with the same config "
-                                   "except budget.seed (and jobs, threads); write OUT/ablation_seeds.json, "
+                                   "except budget.seed (and jobs, threads; and how they came by the teacher when they all used "
+                                   "the same teacher checkpoints); write OUT/ablation_seeds.json, "
                                    ".md and .png: mean +- std of every metric per policy and split, the goals "
                                    "judged on the means, and the two-stage - no-KD SR difference paired by seed.")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="output folder of a `minivln ablation` run")

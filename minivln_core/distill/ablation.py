@@ -223,13 +223,15 @@ class Ablation:
         return jobs, given
 
     def train(self) -> dict[str, Path]:
-        """Train and score every policy (cfg.jobs at a time); returns the checkpoint of 'teacher' and of
-        each variant (its best). Scores land in the cache `scores` reads."""
+        """Train and score every policy (cfg.jobs at a time); returns the checkpoint of 'teacher', of
+        'teacher_pretrain' (stage 1's teacher) and of each variant (its best). Scores land in the cache
+        `scores` reads."""
         cfg = self.cfg
         jobs, given = self.jobs()
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
         results = run_jobs(jobs, cfg.jobs, threads, self.progress, given)
-        return {"teacher": results["teacher/finetune"], **{v.name: results[f"student/{v.name}"] for v in variants(cfg)}}
+        return {"teacher": results["teacher/finetune"], "teacher_pretrain": results["teacher/pretrain"],
+                **{v.name: results[f"student/{v.name}"] for v in variants(cfg)}}
 
     # -- scoring ----------------------------------------------------------------------------
     def scores(self, name: str, checkpoint: Path, split: str) -> dict[str, Any]:
@@ -282,8 +284,9 @@ class Ablation:
                              "params": timing["student"]["params"], "step_ms": timing["student"]["step_ms"],
                              **self.scores(v.name, checkpoints[v.name], split)})
         report = {"title": "MiniVLN two-stage distillation ablation",
-                  "teacher": {"checkpoint": str(checkpoints["teacher"]), "shape": model_shape(teacher_cfg),
-                              "trained_here": not cfg.teacher},
+                  "teacher": {"checkpoint": str(checkpoints["teacher"]),
+                              "pretrain_checkpoint": str(checkpoints["teacher_pretrain"]),
+                              "shape": model_shape(teacher_cfg), "trained_here": not cfg.teacher},
                   "student": {"preset": cfg.student_preset, "shape": model_shape(student_cfg)},
                   "budget": to_dict(cfg.budget), "config": to_dict(cfg), "speedup": timing["speedup"],
                   "machine": timing["machine"], "goals": goals(rows, cfg.splits), "results": rows}

@@ -3,6 +3,11 @@ summarised as mean and standard deviation per policy and split, with the issue's
 the means and the paired two-stage - no-KD difference per seed (the same seed gives both students
 the same batches and dropout masks, so pairing by seed removes part of the noise).
 
+The runs either each train their own teacher (the same teacher settings, other seeds), or share one
+teacher: a run trains it and the others are given its checkpoints (`--teacher RUN/teacher/finetune/best
+--teacher-pretrain RUN/teacher/pretrain/policy`). Sharing varies the students' seeds alone and costs
+one teacher; the runs' teacher settings may then differ, the teacher checkpoints they used may not.
+
 Outputs: ablation_seeds.json, ablation_seeds.md and ablation_seeds.png.
 """
 
@@ -19,12 +24,29 @@ from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_jso
 METRICS = ("sr", "spl", "ndtw", "rgs", "rgspl")
 # Config keys that may differ between the runs: how they were run, not what was trained.
 FREE_KEYS = ("seed", "jobs", "threads")
+# Config keys that say where the teacher comes from: equal, or the runs used the same teacher checkpoints.
+TEACHER_KEYS = ("teacher", "teacher_pretrain", "teacher_finetune_steps")
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in config.items() if k not in FREE_KEYS}
-    out["budget"] = {k: v for k, v in config.get("budget", {}).items() if k not in FREE_KEYS}
+def _comparable(config: dict[str, Any], skip: tuple[str, ...] = FREE_KEYS) -> dict[str, Any]:
+    out = {k: v for k, v in config.items() if k not in skip}
+    out["budget"] = {k: v for k, v in config.get("budget", {}).items() if k not in skip}
     return out
+
+
+def _teacher_used(report: dict[str, Any]) -> tuple[str, str] | None:
+    """The resolved stage-2 and stage-1 teacher checkpoints of a run (None in reports that predate
+    'pretrain_checkpoint')."""
+    teacher = report["teacher"]
+    if "pretrain_checkpoint" not in teacher:
+        return None
+    return str(Path(teacher["checkpoint"]).resolve()), str(Path(teacher["pretrain_checkpoint"]).resolve())
+
+
+def shares_teacher(reports: list[dict[str, Any]]) -> bool:
+    """Whether every run distilled the same teacher checkpoints."""
+    used = {_teacher_used(r) for r in reports}
+    return len(used) == 1 and None not in used
 
 
 def load_reports(runs: list[Path]) -> list[dict[str, Any]]:
@@ -34,15 +56,18 @@ def load_reports(runs: list[Path]) -> list[dict[str, Any]]:
     paths = [Path(run) / "ablation.json" for run in runs]
     reports = [read_json(path, "cannot read the ablation report (file does not exist); run `minivln ablation` "
                                "there first") for path in paths]
-    first, first_path = _comparable(reports[0]["config"]), paths[0]
+    # With one shared teacher checkpoint, how each run came by it does not matter.
+    free = FREE_KEYS + TEACHER_KEYS if shares_teacher(reports) else FREE_KEYS
+    first, first_path = _comparable(reports[0]["config"], free), paths[0]
     first_rows = [(r["name"], r["split"]) for r in reports[0]["results"]]
     seeds = []
     for path, report in zip(paths, reports):
-        other = _comparable(report["config"])
+        other = _comparable(report["config"], free)
         for key in sorted(set(first) | set(other)):
             if first.get(key) != other.get(key):
                 raise ConfigError(f"{path}: config key '{key}' differs from {first_path}; only "
-                                  f"{', '.join(FREE_KEYS)} may differ between the seeds of one ablation")
+                                  f"{', '.join(FREE_KEYS)} may differ between the seeds of one ablation "
+                                  "(and the teacher's settings when every run used the same teacher checkpoints)")
         seeds.append(report["config"]["budget"]["seed"])
         rows = [(r["name"], r["split"]) for r in report["results"]]
         if rows != first_rows:
@@ -75,7 +100,8 @@ def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
         diffs = [a - b for a, b in zip(by_name["two-stage"]["sr_seeds"], by_name["no-kd"]["sr_seeds"])]
         paired[split] = {"per_seed": diffs, "mean": statistics.fmean(diffs), "std": statistics.stdev(diffs)}
     return {"title": "MiniVLN two-stage distillation ablation over seeds", "seeds": seeds,
-            "teacher": reports[0]["teacher"], "student": reports[0]["student"], "budget": reports[0]["budget"],
+            "teacher": reports[0]["teacher"], "shared_teacher": shares_teacher(reports),
+            "student": reports[0]["student"], "budget": reports[0]["budget"],
             "goals_on_means": goals(rows, splits), "two_stage_minus_no_kd_sr": paired, "results": rows}
 
 
@@ -99,7 +125,8 @@ def write_seed_report(out: Path, summary: dict[str, Any]) -> None:
               for split, p in summary["two_stage_minus_no_kd_sr"].items()]
     text = "\n".join([
         f"# {summary['title']}", "",
-        f"Seeds {', '.join(str(s) for s in summary['seeds'])}; teacher {summary['teacher']['shape']}; "
+        f"Seeds {', '.join(str(s) for s in summary['seeds'])}; teacher {summary['teacher']['shape']}"
+        f"{' (one teacher for every seed: ' + summary['teacher']['checkpoint'] + ')' if summary.get('shared_teacher') else ''}; "
         f"student `{summary['student']['preset']}`, {summary['student']['shape']}; per run "
         f"{summary['budget']['pretrain_steps']} pretraining and {summary['budget']['finetune_steps']} fine-tuning "
         "steps. Mean +- standard deviation over the seeds.", "",
