@@ -51,6 +51,7 @@ def test_a_tiny_ablation_writes_its_report_and_resumes(world, tmp_path, capsys):
     assert report["teacher"]["checkpoint"] == report["teacher"]["pretrain_checkpoint"] == str(tmp_path / "teacher")
     md = (out / "ablation.md").read_text()
     assert "| #1 | #1 student, both stages | ✓ | ✓ | 0.1 | val_unseen |" in md and "## Goals" in md
+    assert "scored on 4 instructions per split, spread over its houses." in md      # the smoke budget's eval_limit
     assert (out / "ablation.png").stat().st_size > 1000
     for name in ("two-stage", "pretrain-kd", "finetune-kd", "no-kd"):
         assert (out / "student" / name / "best" / "model.safetensors").exists()

@@ -355,7 +355,8 @@ def write_ablation_report(out: Path, report: dict[str, Any]) -> None:
     """ablation.json (everything), ablation.md (presets, budget, table, goals) and ablation.png (bars)."""
     atomic_write_json(out / "ablation.json", report)
     b, machine = report["budget"], report["machine"]
-    scored = f"the first {b['eval_limit']}" if b["eval_limit"] else "all"
+    scored = (f"{b['eval_limit']} instructions per split, spread over its houses" if b["eval_limit"]
+              else "every instruction of each split")
     teacher = report["teacher"]
     runs = "every run" if teacher["trained_here"] else "every student run (the teacher was given, with its own budget)"
     if teacher["trained_here"] and b.get("teacher_finetune_steps", 0) not in (0, b["finetune_steps"]):
@@ -365,7 +366,7 @@ def write_ablation_report(out: Path, report: dict[str, Any]) -> None:
         f"Teacher: {teacher['shape']} ({teacher['checkpoint']}). "
         f"Student: `{report['student']['preset']}`, {report['student']['shape']}.",
         f"Budget of {runs}: {b['pretrain_steps']} pretraining and {b['finetune_steps']} fine-tuning steps at batch "
-        f"{b['batch_size']}, seed {b['seed']}; scored on {scored} instructions per split.",
+        f"{b['batch_size']}, seed {b['seed']}; scored on {scored}.",
         f"CPU time per decision step from the `minivln bench` code ({machine['threads']} threads, {machine['cpu']}): "
         f"the student is {report['speedup']:.1f}x faster.", "",
         render_ablation_table(report["results"]), "", "## Goals", "", *goal_lines(report["goals"]), "",
