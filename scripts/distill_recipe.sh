@@ -9,7 +9,7 @@
 # distilling that same teacher, and `minivln ablation-seeds` summarises them (mean +- std, paired
 # differences). Every stage resumes where it stopped when the script is run again.
 #   bash scripts/distill_recipe.sh [OUT=runs/distill] [JOBS=2] [STUDENT_FINETUNE_STEPS=250] [TEACHER_FINETUNE_STEPS=400] [SEEDS="0 1"]
-# About 1.3 h for the first seed and 0.8 h for each other one on 2 cores at the defaults.
+# About 2 h for the first seed and 0.8 h for each other one on 2 cores at the defaults.
 # Measured in docs/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
