@@ -2,7 +2,8 @@
 
 Every config in the project is a (possibly nested) dataclass. `build_config` starts from the
 dataclass defaults (or a preset instance), applies a YAML file and then `key=value` strings in
-order. An unknown key or a value of the wrong type raises `ConfigError` naming the dotted key.
+order. An unknown key or a value of the wrong type raises `ConfigError` naming the dotted key; a
+value out of range is refused by the class's own `validate()`, run on construction (`Validated`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ import yaml
 from minivln_core.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class Validated:
+    """Mixin of the config dataclasses: `validate()` runs in `__post_init__`, i.e. on every
+    construction, `dataclasses.replace` and `from_dict`, so a bad value never gets past the line
+    that made it and no caller has to remember to check."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad key (subclasses extend this)."""
 
 
 def _type_name(tp: Any) -> str:
@@ -116,11 +129,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "", base: T | No
             changes[name] = from_dict(tp, value, prefix=f"{prefix}{name}.", base=current)
         else:
             changes[name] = _coerce(value, tp, f"{prefix}{name}")
-    obj = dataclasses.replace(obj, **changes)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate()
-    return obj
+    return dataclasses.replace(obj, **changes)  # a Validated config checks itself here
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from minivln_core.errors import DataError
 
@@ -160,3 +162,60 @@ def read_text(path: str | Path, missing: str = "file does not exist") -> str:
 def read_json(path: str | Path, missing: str = "file does not exist") -> Any:
     """The decoded JSON of a UTF-8 file; every problem is a DataError naming the file."""
     return decode_json(path, read_text(path, missing))
+
+
+# -- directories: written whole or not at all ------------------------------------------------------
+# Replacing a directory takes two renames (old -> `.<name>.old`, new -> `<name>`). A process killed
+# between them leaves no `<name>`; the next read or write of that directory renames the previous,
+# complete one back (`restore_interrupted`), so a resumed run continues from it instead of starting
+# over. Temporary directories of writes that were killed are removed by the next write.
+def _old_name(directory: Path) -> Path:
+    return directory.with_name(f".{directory.name}.old")
+
+
+def restore_interrupted(directory: str | Path) -> bool:
+    """Rename `.<name>.old` back to `<name>` if a swap was killed between its two renames."""
+    directory = Path(directory)
+    old = _old_name(directory)
+    if directory.exists() or not old.is_dir():
+        return False
+    os.replace(old, directory)
+    return True
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete `.<name>.XXXXXXXX` directories left by writes that were killed (one writer per checkpoint)."""
+    pattern = re.compile(rf"\.{re.escape(directory.name)}\.[A-Za-z0-9_]{{8}}")
+    for path in directory.parent.iterdir():
+        if pattern.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def atomic_directory(directory: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `directory`; on success fsync its files and swap it in.
+
+    On an exception (or a kill) the temporary directory is never renamed, so `directory` keeps
+    its previous complete contents.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    restore_interrupted(directory)
+    _remove_stale_temporaries(directory)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        yield tmp
+        for path in tmp.iterdir():
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        old = _old_name(directory)
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        fsync_dir(directory.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -23,14 +23,13 @@ from typing import Any, Iterator
 import torch
 
 from minivln_core.io_utils import atomic_write
+from minivln_core.paths import default_cache_dir
 
 log = logging.getLogger("minivln.onnx")
 
 
 def default_onnx_dir() -> Path:
     """`<MINIVLN_CACHE, else XDG_CACHE_HOME/minivln, else ~/.cache/minivln>/onnx`."""
-    from minivln_core.embedded_world import default_cache_dir
-
     return default_cache_dir() / "onnx"
 
 

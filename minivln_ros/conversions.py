@@ -1,7 +1,7 @@
 """numpy -> ROS messages: images, quaternions, poses.
 
 The other direction — the checks that turn the navigator's input messages into arrays, with their
-InputError reason names — lives in the core (`minivln_core.ros_inputs`), where the bag replay uses
+InputError reason names — lives in the core (`minivln_core.robot.inputs`), where the bag replay uses
 it too; those functions take any message with the standard field names, so rclpy messages go
 straight in. `InputError` is re-exported here for the ROS layer.
 
@@ -16,7 +16,6 @@ Angles: ROS yaw is counter-clockwise from +x; the core's heading is clockwise fr
 
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
@@ -24,8 +23,9 @@ from geometry_msgs.msg import PoseStamped, Quaternion
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from minivln_core.agent.online import heading_to_yaw
-from minivln_core.ros_inputs import InputError
+from minivln_core import frames
+from minivln_core.frames import heading_to_yaw
+from minivln_core.robot.inputs import InputError
 
 __all__ = ["InputError", "image_from_rgb", "pose_stamped", "quaternion_from_yaw"]
 
@@ -43,7 +43,8 @@ def image_from_rgb(rgb: np.ndarray, header: Header) -> Image:
 
 def quaternion_from_yaw(yaw: float) -> Quaternion:
     """Rotation about +z by `yaw` radians."""
-    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
+    x, y, z, w = frames.quaternion_from_yaw(yaw)
+    return Quaternion(x=x, y=y, z=z, w=w)
 
 
 def pose_stamped(position: np.ndarray, heading: float, header: Header) -> PoseStamped:

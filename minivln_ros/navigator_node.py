@@ -46,10 +46,20 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
-from minivln_core.agent.online import OnlineNavigator, load_extractor_config, yaw_to_heading
-from minivln_core.ros_inputs import (InputError, check_age, check_order, instruction_text, panorama_from_compressed,
-                                     panorama_from_image, robot_pose_from_odometry, stamp_seconds,
-                                     waypoints_from_pose_array)
+from minivln_core.agent.online import OnlineNavigator
+from minivln_core.perception.config import load_extractor_config
+from minivln_core.frames import yaw_to_heading
+from minivln_core.robot.inputs import (
+    InputError,
+    check_age,
+    check_order,
+    instruction_text,
+    panorama_from_compressed,
+    panorama_from_image,
+    robot_pose_from_odometry,
+    stamp_seconds,
+    waypoints_from_pose_array,
+)
 from minivln_ros.conversions import pose_stamped
 from minivln_ros.entry import run_node
 from minivln_ros.markers import graph_markers

@@ -9,11 +9,11 @@ and published as `minivln_interfaces/EpisodeResult` (and printed as one JSON lin
 trajectory and goals).
 
 Headings are kept on the 30-degree view grid (the start heading is snapped): see
-`minivln_ros.sim_world` for why panoramas then equal the training features exactly.
+`minivln_core.sim.world_robot` for why panoramas then equal the training features exactly.
 
 Without a `world` parameter the robot plays the embedded world (the default synthetic world of
 `minivln pipeline` with its rendered ViT features), built on first use into `world_cache` by
-`minivln_core.embedded_world.ensure_embedded_world` (minutes on 2 cores; later starts reuse it).
+`minivln_core.experiments.embedded_world.ensure_embedded_world` (minutes on 2 cores; later starts reuse it).
 
 Bags (docs/replay.md):
 * `record: DIR` records a rosbag2 bag (`record_storage` mcap or sqlite3) of the navigator's inputs
@@ -46,13 +46,13 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from minivln_core.agent.online import heading_to_yaw
-from minivln_core.replay import messages as bag_types
-from minivln_core.ros_inputs import InputError, goal_from_pose_stamped
+from minivln_core.frames import heading_to_yaw
+from minivln_core.robot import messages as bag_types
+from minivln_core.robot.inputs import InputError, goal_from_pose_stamped
+from minivln_core.sim.world_robot import SimWorld
 from minivln_ros.conversions import image_from_rgb, quaternion_from_yaw
 from minivln_ros.entry import run_node
 from minivln_ros.params import SIM_ROBOT, ParamError, SimRobotParams, declare, validate_sim_robot
-from minivln_ros.sim_world import SimWorld
 
 FINISHED = (NavigatorStatus.STATE_ARRIVED, NavigatorStatus.STATE_FAILED)
 
@@ -89,7 +89,7 @@ class SimRobotNode(Node):
                 raise ParamError(f"parameter 'first_episode': {p.first_episode} is past the "
                                  f"{len(self.world.episodes)} episodes of {p.split}")
         if p.record:
-            from minivln_core.replay.bag import BagRecorder
+            from minivln_core.robot.bag import BagRecorder
 
             self.recorder = BagRecorder(p.record, p.record_storage)
             self.get_logger().info(f"recording into {p.record} ({p.record_storage})")
@@ -112,7 +112,8 @@ class SimRobotNode(Node):
 
     def _embedded_world(self) -> str:
         """The embedded world's folder, built into the cache on first use."""
-        from minivln_core.embedded_world import default_cache_dir, ensure_embedded_world
+        from minivln_core.experiments.embedded_world import ensure_embedded_world
+        from minivln_core.paths import default_cache_dir
 
         cache = self.p.world_cache or str(default_cache_dir())
         self.get_logger().info(f"no 'world' given: using the embedded world in {cache}/world "
@@ -126,8 +127,9 @@ class SimRobotNode(Node):
         """The building recorded in `survey_bag`, with the episodes of `episodes_file` (or the world's split)."""
         from minivln_core.data.r2r import load_r2r
         from minivln_core.data.world import WorldPaths
-        from minivln_core.replay.config import BagTopics, ReplayConfig
+        from minivln_core.replay.config import ReplayConfig
         from minivln_core.replay.survey import load_survey_world
+        from minivln_core.robot.messages import BagTopics
 
         p = self.p
         episodes = p.episodes_file or str(WorldPaths(Path(p.world)).annotations(p.task, p.split))

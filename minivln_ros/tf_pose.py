@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from minivln_core.ros_inputs import InputError, check_order, stamp_seconds
+from minivln_core.frames import quat_multiply, quat_rotate, yaw_of_unit_quaternion
+from minivln_core.robot.inputs import InputError, check_order, stamp_seconds
 
 try:  # a real ROS 2 installation
     from tf2_msgs.msg import TFMessage as TF_MESSAGE_TYPE
@@ -41,23 +42,6 @@ MAX_FRAMES = 1000  # frames the tree keeps; transforms of further new frames are
 
 
 # -- rigid transforms (translation (3,), quaternion (x, y, z, w)) ---------------------------------
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product a * b of (x, y, z, w) quaternions."""
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
-    return np.array([aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw,
-                     aw * bw - ax * bx - ay * by - az * bz])
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate the vector v by the unit quaternion q."""
-    u, w = q[:3], q[3]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
-
-
 @dataclass(frozen=True)
 class Rigid:
     """A rigid transform: p_parent = rotate(rotation, p_child) + translation."""
@@ -80,8 +64,7 @@ class Rigid:
 
     def yaw(self) -> float:
         """Rotation about +z (ROS convention, counter-clockwise from +x)."""
-        x, y, z, w = self.rotation
-        return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+        return yaw_of_unit_quaternion(*self.rotation)
 
 
 @dataclass(frozen=True)

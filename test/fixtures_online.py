@@ -9,19 +9,16 @@ from typing import Any
 import torch
 
 from minivln_core.agent.agent import NavigationAgent
-from minivln_core.agent.online import save_extractor_config, snap_heading
+from minivln_core.frames import snap_heading
 from minivln_core.agent.rollout import rollout_batch
 from minivln_core.data.features import ViewFeatureStore
 from minivln_core.data.synth.config import SynthConfig
-from minivln_core.data.synth.world import generate_world
 from minivln_core.data.tokenizer import encode_instruction
 from minivln_core.data.world import WorldPaths, load_episodes, load_graphs_for
+from minivln_core.experiments.tiny_demo import build_tiny_demo
 from minivln_core.env.nav_env import NavEnv
-from minivln_core.models import DuetPolicy, preset
-from minivln_core.models.checkpoint import from_pretrained, save_pretrained
+from minivln_core.models.checkpoint import from_pretrained
 from minivln_core.perception.config import ExtractorConfig
-from minivln_core.perception.vit import FeatureExtractor
-from minivln_core.perception.world_features import build_world_features
 
 DIM = 16
 WORLD = SynthConfig(houses=2, seed=3, floors=(1, 1), rooms_per_floor=(3, 4), paths_per_house=4, reverie_per_house=2,
@@ -34,12 +31,7 @@ SPLIT = "val_unseen"
 
 def build_online_fixture(root: Path) -> dict[str, Path]:
     """World (+ views_vit.h5 from rendered panoramas) and checkpoint (+ extractor.json) under `root`."""
-    world, ckpt = root / "world", root / "ckpt"
-    generate_world(world, WORLD)
-    build_world_features(world, FeatureExtractor(EXTRACTOR), progress=False)
-    torch.manual_seed(0)
-    save_pretrained(DuetPolicy(preset("tiny-student", image_feat_size=DIM)).eval(), ckpt)
-    save_extractor_config(ckpt, EXTRACTOR)
+    world, ckpt = build_tiny_demo(root, WORLD, EXTRACTOR, "ckpt")
     return {"world": world, "checkpoint": ckpt}
 
 

@@ -18,8 +18,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from minivln_core.agent.online import heading_to_yaw
-from minivln_core.ros_inputs import goal_from_pose_stamped
+from minivln_core.frames import heading_to_yaw
+from minivln_core.robot.inputs import goal_from_pose_stamped
 from minivln_ros.conversions import image_from_rgb, quaternion_from_yaw
 from minivln_ros.tf_pose import HAVE_TF2_MSGS, TF_MESSAGE_TYPE
 

@@ -85,7 +85,7 @@ def write_checkpoint(folder: Path) -> Path:
     """A tiny-student checkpoint (config.json + model.safetensors) and its extractor.json."""
     import torch
 
-    from minivln_core.agent.online import save_extractor_config
+    from minivln_core.perception.config import save_extractor_config
     from minivln_core.models import DuetPolicy, preset
     from minivln_core.models.checkpoint import save_pretrained
     from minivln_core.perception.config import ExtractorConfig
@@ -450,7 +450,7 @@ def _read_checkpoint(folder: Path) -> None:
 
 
 def _read_extractor(folder: Path) -> None:
-    from minivln_core.agent.online import load_extractor_config
+    from minivln_core.perception.config import load_extractor_config
 
     load_extractor_config(folder)
 

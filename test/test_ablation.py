@@ -11,7 +11,7 @@ import torch
 
 from minivln_core.cli import main
 from minivln_core.data.synth import SynthConfig, generate_world
-from minivln_core.distill.ablation import AblationBudget, AblationConfig, goals, render_ablation_table, variants
+from minivln_core.experiments.distill_ablation import AblationBudget, AblationConfig, goals, render_ablation_table, variants
 from minivln_core.errors import ConfigError
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import save_pretrained

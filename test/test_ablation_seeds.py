@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from minivln_core.cli import main
-from minivln_core.distill.ablation_seeds import load_reports, summarise
+from minivln_core.experiments.distill_ablation_seeds import load_reports, summarise
 from minivln_core.errors import ConfigError, DataError
 
 NAMES = [("teacher", "teacher", None, None), ("#1", "two-stage", True, True), ("#2", "pretrain-kd", True, False),

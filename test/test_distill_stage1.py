@@ -15,7 +15,8 @@ from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.distill.losses import attention_mse, hidden_mse
 from minivln_core.distill.projections import KDProjections
 from minivln_core.distill.stage1 import (KD_TERMS, DistillPretrainConfig, DistillPretrainTask, layer_pairs)
-from minivln_core.distill.teacher import FrozenTeacher, load_policy
+from minivln_core.distill.teacher import FrozenTeacher
+from minivln_core.models.loading import load_policy
 from minivln_core.errors import ConfigError
 from minivln_core.eval.evaluate import EvalSpec, build_env
 from minivln_core.models import DuetPolicy, preset

@@ -17,14 +17,14 @@ from minivln_core.cli import main
 from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.distill.projections import KDProjections
 from minivln_core.distill.stage1 import DistillPretrainConfig, DistillPretrainTask
-from minivln_core.distill.stage2 import TERMS, FinetuneDistiller
+from minivln_core.distill.stage2 import TERMS, DistillFinetuneConfig, FinetuneDistiller, run_distill_finetune
 from minivln_core.distill.teacher import FrozenTeacher
 from minivln_core.eval.evaluate import EvalSpec, build_env
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import from_pretrained, save_pretrained
 from minivln_core.models.pretrain import DuetPretrainModel
 from minivln_core.train import distributed as D
-from minivln_core.train.finetune import FinetuneConfig, FinetuneTask, run_finetune
+from minivln_core.train.finetune import FinetuneConfig, FinetuneTask
 from minivln_core.train.optim import build_optimizer
 from minivln_core.train.pretrain import MixRatio
 from minivln_core.train.trainer import LoopConfig
@@ -180,8 +180,8 @@ def test_the_teacher_is_frozen_and_out_of_the_optimiser(world):
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
 
 
-def _config(world: Path, teacher: Path, steps: int, **changes) -> FinetuneConfig:
-    return FinetuneConfig(world=str(world), preset="tiny-student", teacher=str(teacher), kd_weight=0.5,
+def _config(world: Path, teacher: Path, steps: int, **changes) -> DistillFinetuneConfig:
+    return DistillFinetuneConfig(world=str(world), preset="tiny-student", teacher=str(teacher), kd_weight=0.5,
                           batch_size=2, max_steps=5, train_alg="dagger", eval_splits=["val_unseen"], eval_limit=2,
                           **NO_DROPOUT, loop=LoopConfig(steps=steps, eval_every=0, save_every=1, log_every=1),
                           **changes)
@@ -189,9 +189,9 @@ def _config(world: Path, teacher: Path, steps: int, **changes) -> FinetuneConfig
 
 def test_checkpoints_hold_the_projections_in_last_only_and_resume_keeps_them(world, tmp_path):
     save_pretrained(_policy("tiny-teacher", seed=2), tmp_path / "teacher")
-    run_finetune(_config(world, tmp_path / "teacher", 4), tmp_path / "straight", progress=False)
-    run_finetune(_config(world, tmp_path / "teacher", 2), tmp_path / "resumed", progress=False)
-    run_finetune(_config(world, tmp_path / "teacher", 4), tmp_path / "resumed", progress=False)
+    run_distill_finetune(_config(world, tmp_path / "teacher", 4), tmp_path / "straight", progress=False)
+    run_distill_finetune(_config(world, tmp_path / "teacher", 2), tmp_path / "resumed", progress=False)
+    run_distill_finetune(_config(world, tmp_path / "teacher", 4), tmp_path / "resumed", progress=False)
     a = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
     assert {k for k in a if not k.startswith("policy.")} == {"extra_loss.projections.maps.text.weight",

@@ -1,4 +1,4 @@
-"""minivln_core.embedded_world: the robot's default world is the pipeline's, built once into a cache."""
+"""minivln_core.experiments.embedded_world: the robot's default world is the pipeline's, built once into a cache."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from minivln_core.commands.pipeline import PipelineConfig
-from minivln_core.embedded_world import default_cache_dir, ensure_embedded_world
+from minivln_core.experiments.pipeline import PipelineConfig
+from minivln_core.experiments.embedded_world import ensure_embedded_world
 from minivln_core.perception.config import embedded_world_extractor
 
 from fixtures_online import EXTRACTOR, WORLD
@@ -17,14 +17,6 @@ from fixtures_online import EXTRACTOR, WORLD
 def test_default_is_the_pipeline_world() -> None:
     config = PipelineConfig()
     assert config.extractor == embedded_world_extractor() and config.features == "vit"
-
-
-def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
-    monkeypatch.delenv("MINIVLN_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "minivln"
-    monkeypatch.setenv("MINIVLN_CACHE", str(tmp_path / "mine"))
-    assert default_cache_dir() == tmp_path / "mine"
 
 
 def test_built_on_first_use_then_reused(tmp_path: Path) -> None:

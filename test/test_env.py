@@ -9,9 +9,8 @@ import pytest
 
 from fixtures_graph import FakeFeatures, grid_graph, make_episode, make_graph, polar, star_graph
 from minivln_core.env.expert import map_expert, run_expert, shortest_path_expert_next
-from minivln_core.env.geometry import (VIEW_ELEVATIONS, VIEW_HEADINGS, angle_features, compute_candidates,
-                                       heading_elevation, nearest_view_index, view_angle_features,
-                                       view_elevation, view_heading, wrap_angle)
+from minivln_core.env.candidates import compute_candidates
+from minivln_core.frames import VIEW_ELEVATIONS, VIEW_HEADINGS, angle_features, heading_elevation, nearest_view_index, view_angle_features, view_elevation, view_heading, wrap_angle
 from minivln_core.env.nav_env import NavEnv
 from minivln_core.errors import DataError
 from minivln_core.graph.graph_map import GraphMap

@@ -17,7 +17,7 @@ is exact; the burst phase then publishes without waiting, as a flooding robot wo
 sessions on the machine use other ROS domains (conftest.py); within the session the node and the
 probe live in a namespace of their own, so nodes of other tests cannot add messages either.
 
-The replay of bags runs the same checks (`minivln_core.ros_inputs`) on rosbags messages: the
+The replay of bags runs the same checks (`minivln_core.robot.inputs`) on rosbags messages: the
 fuzzed messages, serialized and decoded by rosbags as a bag holds them, get the same verdicts.
 """
 
@@ -47,11 +47,11 @@ from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from minivln_core.agent.online import heading_to_yaw  # noqa: E402
-from minivln_core.ros_inputs import (InputError, instruction_text, panorama_from_compressed,  # noqa: E402
+from minivln_core.frames import heading_to_yaw  # noqa: E402
+from minivln_core.robot.inputs import (InputError, instruction_text, panorama_from_compressed,  # noqa: E402
                                      panorama_from_image, robot_pose_from_odometry, waypoints_from_pose_array)
 from minivln_ros.conversions import image_from_rgb  # noqa: E402
-from minivln_ros.sim_world import SimWorld  # noqa: E402
+from minivln_core.sim.world_robot import SimWorld  # noqa: E402
 from minivln_ros.tf_pose import MAX_FRAMES, TF_MESSAGE_TYPE  # noqa: E402
 
 from fixtures_online import MAX_STEPS, SPLIT, offline_goals  # noqa: E402
@@ -495,7 +495,7 @@ def test_bag_copies_of_fuzzed_messages_get_the_same_verdict() -> None:
     """rclpy messages and their rosbags copies (what a replayed bag holds) are accepted or dropped alike."""
     from types import SimpleNamespace
 
-    from minivln_core.replay.messages import typestore
+    from minivln_core.robot.messages import typestore
 
     store = typestore()
     clock = SimpleNamespace(now=lambda: SimpleNamespace(nanoseconds=time.time_ns()))

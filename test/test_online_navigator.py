@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from minivln_core.agent.online import (OnlineNavigator, PlaceRegistry, candidates_from_positions, heading_to_yaw,
-                                       load_extractor_config, snap_heading, yaw_to_heading)
+from minivln_core.agent.online import OnlineNavigator, PlaceRegistry, candidates_from_positions
+from minivln_core.perception.config import load_extractor_config
+from minivln_core.frames import heading_to_yaw, snap_heading, yaw_to_heading
 from minivln_core.data.connectivity import load_connectivity
 from minivln_core.data.features import ViewFeatureStore
-from minivln_core.env.geometry import compute_candidates
+from minivln_core.env.candidates import compute_candidates
 from minivln_core.errors import ConfigError, DataError
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import save_pretrained
 from minivln_core.perception.config import ExtractorConfig
 from minivln_core.perception.panorama import encode_panorama
 from minivln_core.perception.vit import FeatureExtractor
-from minivln_ros.sim_world import SimWorld
+from minivln_core.sim.world_robot import SimWorld
 
 from fixtures_online import DIM, EXTRACTOR, MAX_STEPS, SPLIT, offline_goals
 

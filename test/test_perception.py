@@ -16,7 +16,7 @@ import torch
 from minivln_core.commands import features as features_cmd
 from minivln_core.data.bboxes import ObjectAnnotation, ObjectIndex
 from minivln_core.data.features import ObjectFeatureStore, ViewFeatureStore
-from minivln_core.env.geometry import VIEW_ELEVATIONS, VIEW_HEADINGS
+from minivln_core.frames import VIEW_ELEVATIONS, VIEW_HEADINGS
 from minivln_core.errors import ConfigError, DataError
 from minivln_core.perception import equirect
 from minivln_core.perception.config import ExtractorConfig

@@ -15,13 +15,13 @@ from minivln_core.agent.inputs import panorama_tokens
 from minivln_core.data.synth import SynthConfig, generate_world
 from minivln_core.data.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 from minivln_core.data.world import WorldPaths, load_episodes
-from minivln_core.env.geometry import Candidate
+from minivln_core.env.candidates import Candidate
 from minivln_core.env.nav_env import NavEnv
 from minivln_core.eval.evaluate import EvalSpec, build_env
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import from_pretrained
 from minivln_core.models.pretrain import DuetPretrainModel
-from minivln_core.train.pretrain import load_pretrain_model
+from minivln_core.models.loading import load_pretrain_model
 from minivln_core.train.pretrain_tasks import (IGNORE, MLM_RANDOM_IDS, build_batch, mask_instruction, sample_rng,
                                                task_loss, view_token_positions)
 

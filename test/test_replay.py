@@ -24,12 +24,13 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from minivln_core.cli import main  # noqa: E402
 from minivln_core.eval.trajectories import load_results  # noqa: E402
-from minivln_core.replay import messages as M  # noqa: E402
-from minivln_core.replay.bag import BagReader, BagRecorder  # noqa: E402
-from minivln_core.replay.config import BagTopics, ReplayConfig  # noqa: E402
+from minivln_core.robot import messages as M  # noqa: E402
+from minivln_core.robot.bag import BagReader, BagRecorder  # noqa: E402
+from minivln_core.replay.config import ReplayConfig  # noqa: E402
+from minivln_core.robot.messages import BagTopics  # noqa: E402
 from minivln_core.replay.survey import read_survey  # noqa: E402
-from minivln_core.ros_inputs import panorama_from_image  # noqa: E402
-from minivln_core.ros_launch import node_command, ros_environment  # noqa: E402
+from minivln_core.robot.inputs import panorama_from_image  # noqa: E402
+from minivln_core.robot.launch import node_command, ros_environment  # noqa: E402
 
 from fixtures_online import DIM, EXTRACTOR, MAX_STEPS  # noqa: E402
 from fixtures_ros import spin_until  # noqa: E402
@@ -133,7 +134,7 @@ def test_open_loop_with_the_recording_checkpoint_agrees_everywhere(recorded, tmp
 def test_open_loop_with_another_checkpoint_disagrees(recorded, tmp_path) -> None:
     import torch
 
-    from minivln_core.agent.online import save_extractor_config
+    from minivln_core.perception.config import save_extractor_config
     from minivln_core.models import DuetPolicy, preset
     from minivln_core.models.checkpoint import save_pretrained
 
@@ -167,7 +168,7 @@ def test_survey_world_shows_the_rendered_panoramas(recorded) -> None:
     """Turned to any grid heading, a surveyed place's panorama is the one sim_robot renders there."""
     from minivln_core.data.r2r import load_r2r
     from minivln_core.replay.survey import load_survey_world
-    from minivln_ros.sim_world import SimWorld
+    from minivln_core.sim.world_robot import SimWorld
 
     episodes = load_r2r(recorded["episodes"], tokenize=False)
     survey = load_survey_world(recorded["survey"], episodes, recorded["world"] / "connectivity", ReplayConfig(),

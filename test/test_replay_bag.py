@@ -13,14 +13,15 @@ import cv2
 import numpy as np
 import pytest
 
-from minivln_core.agent.online import heading_to_yaw, yaw_to_heading
+from minivln_core.frames import heading_to_yaw, yaw_to_heading
 from minivln_core.config import build_config
 from minivln_core.errors import ConfigError, DataError
-from minivln_core.replay import messages as M
-from minivln_core.replay.bag import BagError, BagReader, BagRecorder, topic_summary
-from minivln_core.replay.config import BagTopics, ReplayConfig
+from minivln_core.robot import messages as M
+from minivln_core.robot.bag import BagError, BagReader, BagRecorder, topic_summary
+from minivln_core.replay.config import ReplayConfig
+from minivln_core.robot.messages import BagTopics
 from minivln_core.replay.openloop import NEED, ROLES, replay_open_loop
-from minivln_core.ros_inputs import (InputError, heading_from_quaternion, panorama_from_message,
+from minivln_core.robot.inputs import (InputError, heading_from_quaternion, panorama_from_message,
                                      robot_pose_from_odometry, waypoints_from_pose_array)
 
 T = M.typestore().types
@@ -168,7 +169,7 @@ def compressed(data: bytes, fmt: str = "png"):
 
 
 def test_panorama_decoding_and_drops() -> None:
-    """The node's checks (`ros_inputs`) on bag messages: the same images decoded, the same reasons for drops."""
+    """The node's checks (`robot.inputs`) on bag messages: the same images decoded, the same reasons for drops."""
     np.testing.assert_array_equal(panorama_from_message(image(PANO, 0.0, "bgr8", pad=7), 8192), PANO)  # step used
     png = cv2.imencode(".png", cv2.cvtColor(PANO, cv2.COLOR_RGB2BGR))[1].tobytes()
     np.testing.assert_array_equal(panorama_from_message(compressed(png), 8192), PANO)

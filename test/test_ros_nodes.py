@@ -23,10 +23,10 @@ from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from minivln_core.agent.online import heading_to_yaw  # noqa: E402
-from minivln_core.ros_launch import node_command, ros_environment, stop_process  # noqa: E402
+from minivln_core.frames import heading_to_yaw  # noqa: E402
+from minivln_core.robot.launch import node_command, ros_environment, stop_process  # noqa: E402
 from minivln_ros.conversions import image_from_rgb  # noqa: E402
-from minivln_ros.sim_world import SimWorld  # noqa: E402
+from minivln_core.sim.world_robot import SimWorld  # noqa: E402
 
 from fixtures_online import MAX_STEPS, SPLIT, offline_goals  # noqa: E402
 from fixtures_ros import (LATCHED, RELIABLE, header, now_seconds, place_messages, pose_array,  # noqa: E402
@@ -259,8 +259,8 @@ def test_launch_description() -> None:
 
 
 def test_sim_robot_without_world_uses_the_embedded_world(online, ros_context, tmp_path, monkeypatch) -> None:
-    """world:='' -> sim_robot asks minivln_core.embedded_world for the cached world (built on first use)."""
-    import minivln_core.embedded_world as embedded
+    """world:='' -> sim_robot asks minivln_core.experiments.embedded_world for the cached world (built on first use)."""
+    import minivln_core.experiments.embedded_world as embedded
     from minivln_ros.sim_robot_node import SimRobotNode
 
     calls: list[str] = []

@@ -118,7 +118,7 @@ def test_yaml_python_tags_are_refused_in_files_and_overrides(tmp_path, capsys) -
 
 
 def test_extractor_settings_in_a_feature_file_are_json_only(tmp_path, no_unpickling) -> None:
-    from minivln_core.agent.online import load_extractor_config
+    from minivln_core.perception.config import load_extractor_config
 
     features = tmp_path / "views_vit.h5"
     marker = tmp_path / "ran"
@@ -131,7 +131,8 @@ def test_extractor_settings_in_a_feature_file_are_json_only(tmp_path, no_unpickl
 
 
 def test_instructions_that_look_like_code_are_only_text(checkpoint, tmp_path) -> None:
-    from minivln_core.agent.online import OnlineNavigator, load_extractor_config
+    from minivln_core.agent.online import OnlineNavigator
+    from minivln_core.perception.config import load_extractor_config
 
     marker = tmp_path / "ran"
     navigator = OnlineNavigator.from_checkpoint(checkpoint, load_extractor_config(checkpoint), max_steps=2, threads=1)

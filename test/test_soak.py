@@ -39,8 +39,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from minivln_core.ros_launch import node_command, ros_environment, stop_process  # noqa: E402
-from minivln_ros.sim_world import SimWorld  # noqa: E402
+from minivln_core.robot.launch import node_command, ros_environment, stop_process  # noqa: E402
+from minivln_core.sim.world_robot import SimWorld  # noqa: E402
 
 from fixtures_online import MAX_STEPS  # noqa: E402
 from fixtures_ros import RELIABLE, follow_goals, now_seconds, place_messages, spin_until  # noqa: E402

@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("geometry_msgs.msg")
 
 from minivln_ros.conversions import InputError  # noqa: E402
-from minivln_ros.tf_pose import Rigid, TransformTree, quat_rotate  # noqa: E402
+from minivln_core.frames import quat_rotate  # noqa: E402
+from minivln_ros.tf_pose import Rigid, TransformTree  # noqa: E402
 
 
 def yaw_q(yaw: float) -> tuple[float, float, float, float]:

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from minivln_core.data.synth import SynthConfig, generate_world
-from minivln_core.train.finetune import FinetuneConfig, global_batch, run_finetune
+from minivln_core.train.batches import global_batch
+from minivln_core.train.finetune import FinetuneConfig, run_finetune
 from minivln_core.train.state import is_complete
 
 COMMON = ["--set", "preset=tiny-student", "--set", "batch_size=4", "--set", "eval_limit=4",

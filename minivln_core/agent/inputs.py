@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from minivln_core.env.geometry import VIEW_ELEVATIONS, VIEW_HEADINGS, angle_features
+from minivln_core.frames import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS, angle_features
 from minivln_core.graph.graph_map import GraphMap
 from minivln_core.models.policy import NavigationInputs
 
-NUM_VIEWS = 36
 VIEW_BOX = (1.0, 1.0, 1.0)  # box part of a view's location feature
 IMAGE_H, IMAGE_W = 480, 640  # Matterport camera, used to normalise object boxes
 

@@ -10,7 +10,7 @@ Frames and angles
 -----------------
 Positions are metres in the map frame (x east, y north, z up; the Matterport world frame) and
 name the panorama camera centre, like the viewpoint positions of the navigation graphs.
-Headings follow the project (`env.geometry`): radians clockwise from +y. ROS yaw is
+Headings follow the project (`minivln_core.frames`): radians clockwise from +y. ROS yaw is
 counter-clockwise from +x, so ``heading = pi/2 - yaw`` (`yaw_to_heading`, `heading_to_yaw`).
 
 Elevation: the training environment looks along the view through which the agent left the
@@ -32,35 +32,17 @@ import torch
 
 from minivln_core.agent.agent import Decision, EpisodeState, NavigationAgent
 from minivln_core.data.tokenizer import encode_instruction
-from minivln_core.env.geometry import (HALF_HFOV, NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS, VIEW_STEP, Candidate,
-                                       heading_elevation, wrap_angle)
-from minivln_core.errors import ConfigError, DataError
+from minivln_core.env.candidates import Candidate
+from minivln_core.errors import ConfigError
+from minivln_core.frames import HALF_HFOV, VIEW_ELEVATIONS, VIEW_HEADINGS, heading_elevation, wrap_angle
 from minivln_core.perception.config import ExtractorConfig
 from minivln_core.perception.panorama import panorama_views
 from minivln_core.perception.vit import CachedExtractor, FeatureExtractor
 
-EXTRACTOR_FILE = "extractor.json"   # extractor settings stored next to a checkpoint
-
-
-# -- angles -----------------------------------------------------------------------------------
-def yaw_to_heading(yaw: float) -> float:
-    """ROS yaw (counter-clockwise from +x) -> project heading (clockwise from +y), in (-pi, pi]."""
-    return float(wrap_angle(math.pi / 2.0 - yaw))
-
-
-def heading_to_yaw(heading: float) -> float:
-    """Project heading (clockwise from +y) -> ROS yaw (counter-clockwise from +x), in (-pi, pi]."""
-    return float(wrap_angle(math.pi / 2.0 - heading))
-
-
-def snap_heading(heading: float) -> float:
-    """Heading rounded to the 30-degree view grid, in [0, 2pi) (the training env's headings)."""
-    col = int(round(float(heading) / VIEW_STEP)) % (NUM_VIEWS // 3)
-    return float(VIEW_HEADINGS[col])
 
 
 def candidates_from_positions(origin: np.ndarray, neighbours: Mapping[str, np.ndarray]) -> list[Candidate]:
-    """Navigable candidates of a place from metric positions, with `geometry.compute_candidates`' rule.
+    """Navigable candidates of a place from metric positions, with `env.candidates.compute_candidates`' rule.
 
     Each neighbour is assigned to the view (within +-40 deg of heading) that minimises the angular
     offset; the result is sorted by view index, then offset, like the offline environment.
@@ -200,15 +182,15 @@ class OnlineNavigator:
     def from_checkpoint(cls, checkpoint: str | Path, extractor_config: ExtractorConfig, max_steps: int = 15,
                         place_tolerance: float = 0.5, threads: int = 0,
                         cache_size: int = 512, int8: bool = False, runtime: str = "torch") -> "OnlineNavigator":
-        """Load the policy with `from_pretrained` and build the extractor from `extractor_config`;
+        """Load the policy with `models.loading.load_policy` and build the extractor from `extractor_config`;
         `runtime` ('torch' | 'onnx') and `int8` pick the policy's inference form
         (`models.inference.for_inference`; `minivln bench` measures them all)."""
-        from minivln_core.models.checkpoint import from_pretrained
+        from minivln_core.models.loading import load_policy
         from minivln_core.models.inference import for_inference
 
         if threads:
             torch.set_num_threads(threads)
-        model = for_inference(from_pretrained(checkpoint), runtime, "int8" if int8 else "fp32", threads)
+        model = for_inference(load_policy(checkpoint), runtime, "int8" if int8 else "fp32", threads)
         extractor = FeatureExtractor(replace(extractor_config, threads=threads or extractor_config.threads))
         return cls(NavigationAgent(model, max_steps=max_steps), extractor, place_tolerance, cache_size=cache_size)
 
@@ -293,52 +275,3 @@ class OnlineNavigator:
         return OnlineDecision(decision, obs.viewpoint, decision.target, gmap.position(decision.target).copy(),
                               float(goal_heading), bool(decision.path), len(gmap),
                               time.perf_counter() - started, encoded, obs)
-
-
-# -- extractor settings ------------------------------------------------------------------------
-def save_extractor_config(checkpoint: str | Path, config: ExtractorConfig) -> Path:
-    """Write the extractor settings next to a checkpoint (read back by `load_extractor_config`)."""
-    from minivln_core.config import to_dict
-
-    from minivln_core.io_utils import atomic_write_json
-
-    path = Path(checkpoint) / EXTRACTOR_FILE
-    atomic_write_json(path, to_dict(config))
-    return path
-
-
-def load_extractor_config(checkpoint: str | Path, features_file: str | Path | None = None,
-                          weights_dir: str | None = None) -> ExtractorConfig:
-    """The extractor the training features were built with.
-
-    Read from `<checkpoint>/extractor.json`, else from the `extractor_config` attribute of a view
-    feature file (`features/views_vit.h5` of a world). `weights_dir`, when given, replaces the
-    recorded folder (the weights usually live elsewhere on the robot than on the training machine).
-    """
-    from minivln_core.config import from_dict
-    from minivln_core.io_utils import decode_json, read_text
-
-    sidecar = Path(checkpoint) / EXTRACTOR_FILE
-    if sidecar.is_file():
-        source, text = sidecar, read_text(sidecar)
-    elif features_file:
-        import h5py
-
-        source = Path(features_file)
-        if not source.is_file():
-            raise DataError(source, "feature file does not exist (features_file)")
-        with h5py.File(source, "r") as f:
-            text = f.attrs.get("extractor_config")
-        if text is None:
-            raise DataError(source, "has no 'extractor_config' attribute (build it with `minivln features --world`)")
-    else:
-        raise DataError(sidecar, "missing: store the extractor settings next to the checkpoint "
-                                 "(save_extractor_config) or give the world's feature file (features_file)")
-    try:
-        config = from_dict(ExtractorConfig, decode_json(source, text))
-        if weights_dir:
-            config = replace(config, weights_dir=str(weights_dir))
-        config.validate()
-    except ConfigError as exc:
-        raise DataError(source, f"invalid extractor settings ({exc})") from None
-    return config

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from minivln_core.config import build_config, save_yaml
-from minivln_core.distill.ablation import BUDGETS, AblationConfig, render_ablation_table, run_ablation
+from minivln_core.experiments.distill_ablation import BUDGETS, AblationConfig, render_ablation_table, run_ablation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,6 @@ def resolve(args: argparse.Namespace) -> AblationConfig:
              "teacher_pretrain": args.teacher_pretrain, "jobs": args.jobs, "kd_weight_sweep": [0.01, 0.1, 1.0] if args.kd_sweep else None}
     cfg = build_config(AblationConfig, base=base, yaml_path=args.config, overrides=args.set)
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
-    cfg.validate()
     return cfg
 
 

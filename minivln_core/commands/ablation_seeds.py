@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from minivln_core.distill.ablation_seeds import load_reports, render_seed_table, summarise, write_seed_report
+from minivln_core.experiments.distill_ablation_seeds import (
+    load_reports,
+    render_seed_table,
+    summarise,
+    write_seed_report,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

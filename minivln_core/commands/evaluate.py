@@ -12,7 +12,7 @@ import torch
 from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy
 from minivln_core.eval.trajectories import summary_text
 from minivln_core.models import DuetPolicy, PRESETS, preset
-from minivln_core.models.checkpoint import from_pretrained
+from minivln_core.models.loading import load_policy
 
 log = logging.getLogger("minivln.evaluate")
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         name, metrics = "expert", evaluate_expert(spec, out)
     else:
         if args.checkpoint:
-            model, name = from_pretrained(args.checkpoint), Path(args.checkpoint).name
+            model, name = load_policy(args.checkpoint), Path(args.checkpoint).name
         else:
             log.warning("preset %s is RANDOMLY INITIALISED (seed %d): a baseline, not a trained policy",
                         args.preset, args.seed)

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from minivln_core.commands.training_args import add_training_args, resolve
-from minivln_core.train.finetune import FinetuneConfig, run_finetune
+from minivln_core.distill.stage2 import DistillFinetuneConfig, run_distill_finetune
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, out = resolve(args, FinetuneConfig, init=args.init, teacher=args.teacher, kd_weight=args.kd_weight,
+    cfg, out = resolve(args, DistillFinetuneConfig, init=args.init, teacher=args.teacher, kd_weight=args.kd_weight,
                        kd_temperature=args.kd_temperature, kd_txt=args.kd_txt, kd_pano=args.kd_pano,
                        kd_fuse=args.kd_fuse)
-    summary = run_finetune(cfg, out, progress=not args.quiet)
+    summary = run_distill_finetune(cfg, out, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the folder and print what went where."""
-    from minivln_core.data.real_world import build_real_world
+    from minivln_core.experiments.real_world import build_real_world
 
     info = build_real_world(args.data, args.out, args.holdout, args.seed, features=not args.no_features)
     print(f"real-house world written to {args.out}: {info['houses']['train']} training houses, "

@@ -3,7 +3,7 @@
 For machines without `ros2 launch`: it starts `python -m minivln_ros.sim_robot_node` and
 `python -m minivln_ros.navigator_node` with the package's params files (config/*.yaml), waits for
 the simulated robot to finish its episodes and prints their scores. The core never imports
-rclpy: this command only starts subprocesses (`minivln_core.ros_launch`). Without
+rclpy: this command only starts subprocesses (`minivln_core.robot.launch`). Without
 --world/--checkpoint it first builds a tiny demo (a 2-house world, features from a random tiny
 ViT, a random tiny-student checkpoint): the robot moves, but the policy has not learned anything.
 """
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from minivln_core.errors import ConfigError
-from minivln_core.ros_launch import node_command, ros_environment, run_navigator_and_sim
+from minivln_core.robot.launch import node_command, ros_environment, run_navigator_and_sim
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,40 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_tiny_demo(root: Path) -> tuple[Path, Path]:
-    """A 2-house world with rendered features from a random tiny ViT and a random tiny-student checkpoint."""
-    import torch
-
-    from minivln_core.agent.online import save_extractor_config
-    from minivln_core.data.synth.config import SynthConfig
-    from minivln_core.data.synth.world import generate_world
-    from minivln_core.models import DuetPolicy, preset
-    from minivln_core.models.checkpoint import save_pretrained
-    from minivln_core.perception.config import ExtractorConfig
-    from minivln_core.perception.vit import FeatureExtractor
-    from minivln_core.perception.world_features import build_world_features
-
-    world, ckpt = root / "world", root / "checkpoint"
-    extractor = ExtractorConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
-                                intermediate_size=64)
-    generate_world(world, SynthConfig(houses=2, seed=3, floors=(1, 1), rooms_per_floor=(3, 4), paths_per_house=4,
-                                      reverie_per_house=2, feature_dim=32, path_hops=(2, 4)))
-    build_world_features(world, FeatureExtractor(extractor), progress=False)
-    torch.manual_seed(0)
-    save_pretrained(DuetPolicy(preset("tiny-student", image_feat_size=extractor.hidden_size)).eval(), ckpt,
-                    meta={"note": "random weights (ros-demo)"})
-    save_extractor_config(ckpt, extractor)
-    return world, ckpt
-
-
 def run(args: argparse.Namespace) -> int:
     if (args.world is None) != (args.checkpoint is None):
         raise ConfigError("give both --world and --checkpoint, or neither (tiny demo)")
     with tempfile.TemporaryDirectory(prefix="minivln-ros-demo-") as tmp:
         root = Path(args.workdir or tmp)
         if args.world is None:
+            from minivln_core.experiments.tiny_demo import build_tiny_demo
+
             print(f"[ros-demo] building a tiny demo world and random checkpoint in {root}", flush=True)
-            world, ckpt = build_tiny_demo(root)
+            world, ckpt = build_tiny_demo(root, meta={"note": "random weights (ros-demo)"})
         else:
             world, ckpt = Path(args.world), Path(args.checkpoint)
         features = world / "features" / "views_vit.h5"

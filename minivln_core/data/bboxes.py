@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from minivln_core.io_utils import read_json
 from minivln_core.errors import DataError
+from minivln_core.frames import NUM_VIEWS
+from minivln_core.io_utils import read_json
 
-NUM_VIEWS = 36
 BBox = tuple[float, float, float, float]  # x, y, w, h in pixels
 
 

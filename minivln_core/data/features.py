@@ -30,9 +30,8 @@ import h5py
 import numpy as np
 
 from minivln_core.errors import DataError
+from minivln_core.frames import NUM_VIEWS
 from minivln_core.io_utils import atomic_write
-
-NUM_VIEWS = 36
 
 
 def feature_key(scan: str, vp: str) -> str:

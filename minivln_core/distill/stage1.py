@@ -28,10 +28,11 @@ from torch import nn
 
 from minivln_core.distill.losses import attention_mse, hidden_mse, layer_map
 from minivln_core.distill.projections import KDProjections
-from minivln_core.distill.teacher import FrozenTeacher, load_policy
+from minivln_core.distill.teacher import FrozenTeacher
 from minivln_core.errors import ConfigError
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.encoders import Trace
+from minivln_core.models.loading import load_policy
 from minivln_core.models.policy import DuetPolicy, NavigationOutputs
 from minivln_core.train.pretrain import PretrainConfig, PretrainTask, run_pretrain
 from minivln_core.train.pretrain_tasks import PretrainBatch, build_batch, task_loss
@@ -176,7 +177,6 @@ class DistillPretrainTask(PretrainTask):
 def run_distill_pretrain(cfg: DistillPretrainConfig, run_dir: Path, meta: dict[str, Any] | None = None,
                          progress: bool = True) -> dict[str, Any]:
     """Stage-1 distillation; writes `policy/` (the student), `best/` and `last/` like `run_pretrain`."""
-    cfg.validate()  # also when the config was changed with dataclasses.replace
     if not cfg.teacher:
         raise ConfigError("stage-1 distillation needs a teacher: pass --teacher CKPT (config key 'teacher')")
     teacher = FrozenTeacher(load_policy(cfg.teacher), cfg.teacher)

@@ -1,7 +1,8 @@
 """Stage 2 of MiniVLN: distillation during fine-tuning (the paper's section IV-B).
 
-`FinetuneDistiller` is FinetuneTask's `extra_loss`, called after every decision of every training
-rollout. It runs the frozen fine-tuned teacher on the student's own rollout. Each episode gets a
+`run_distill_finetune` is fine-tuning (`train.finetune.run_finetune`) with a task whose `extra_loss`
+is a `FinetuneDistiller`, called after every decision of every training rollout (stage 1 hooks into
+pretraining the same way: `distill.stage1`). It runs the frozen fine-tuned teacher on the student's own rollout. Each episode gets a
 teacher EpisodeState with its own GraphMap, fed the same observations. The teacher is forced to
 take the student's action (`feedback='teacher'` with the student's choice as the expert), so both
 maps hold the same nodes in the same order; this is checked at every step. The terms, each summed
@@ -17,7 +18,10 @@ W_l and W_r are trained with the student and stored in `last/`, never in the stu
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -25,10 +29,34 @@ from torch import nn
 from minivln_core.agent.agent import EpisodeState, NavigationAgent, StepResult
 from minivln_core.distill.losses import hidden_mse, soft_cross_entropy
 from minivln_core.distill.projections import KDProjections
-from minivln_core.distill.teacher import FrozenTeacher, load_policy
+from minivln_core.distill.teacher import FrozenTeacher
 from minivln_core.errors import ConfigError
+from minivln_core.models.loading import load_policy
+from minivln_core.train.finetune import FinetuneConfig, FinetuneTask, run_finetune
+
+log = logging.getLogger("minivln.distill")
 
 TERMS = ("txt", "pano", "fuse")
+
+
+@dataclass(frozen=True)
+class DistillFinetuneConfig(FinetuneConfig):
+    """Stage-2 settings: fine-tuning settings (`preset` / `init` are the student) plus the frozen
+    fine-tuned teacher and its terms; without a teacher this is plain fine-tuning."""
+
+    teacher: str | None = None              # teacher checkpoint; None = no distillation
+    kd_weight: float = 0.1                  # KDWeight: (L_txt + L_pano + L_fuse) * kd_weight joins the loss
+    kd_temperature: float = 1.0             # temperature t of L_fuse
+    kd_txt: bool = True                     # L_txt: text-encoder outputs through W_l
+    kd_pano: bool = True                    # L_pano: the current node's panorama summary through W_r
+    kd_fuse: bool = True                    # L_fuse: fused navigation distributions
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad key."""
+        if self.kd_weight < 0:
+            raise ConfigError(f"config key 'kd_weight' must be >= 0, got {self.kd_weight}")
+        if self.kd_temperature <= 0:
+            raise ConfigError(f"config key 'kd_temperature' must be > 0, got {self.kd_temperature}")
 
 
 class FinetuneDistiller(nn.Module):
@@ -37,10 +65,6 @@ class FinetuneDistiller(nn.Module):
     def __init__(self, teacher: FrozenTeacher, student_dim: int, max_steps: int, kd_weight: float = 0.1,
                  temperature: float = 1.0, txt: bool = True, pano: bool = True, fuse: bool = True):
         super().__init__()
-        if kd_weight < 0:
-            raise ConfigError(f"config key 'kd_weight' must be >= 0, got {kd_weight}")
-        if temperature <= 0:
-            raise ConfigError(f"config key 'kd_temperature' must be > 0, got {temperature}")
         self.teacher = teacher                      # a plain object: not a submodule, not optimised
         self.agent = NavigationAgent(teacher.policy, max_steps)
         self.kd_weight = kd_weight
@@ -95,9 +119,22 @@ class FinetuneDistiller(nn.Module):
         return [self._pairs[id(st)][1] for st in states], new
 
 
-def build_distiller(cfg, student_dim: int, feature_dim: int) -> FinetuneDistiller:
-    """The stage-2 distiller of a FinetuneConfig with a teacher (its kd_* keys)."""
-    teacher = FrozenTeacher(load_policy(cfg.teacher), cfg.teacher)
-    teacher.check_inputs(feature_dim, cfg.task)
-    return FinetuneDistiller(teacher, student_dim, cfg.max_steps, cfg.kd_weight, cfg.kd_temperature,
-                             cfg.kd_txt, cfg.kd_pano, cfg.kd_fuse)
+def run_distill_finetune(cfg: DistillFinetuneConfig, run_dir: Path, meta: dict[str, Any] | None = None,
+                         progress: bool = True) -> dict[str, Any]:
+    """Stage-2 distillation (plain fine-tuning when `cfg.teacher` is None); writes `best/` and `last/`
+    like `run_finetune`. W_l and W_r live in the task's `extra_loss`: saved in `last/`, not in `best/`."""
+    if not cfg.teacher:
+        return run_finetune(cfg, Path(run_dir), meta, progress)
+
+    def make_task(policy, task_cfg, episodes, env, info) -> nn.Module:
+        # The teacher is loaded here, after the student is built: model construction draws from
+        # torch's seeded generator, so this order keeps a run's weights what they always were.
+        teacher = FrozenTeacher(load_policy(task_cfg.teacher), task_cfg.teacher)
+        feature_dim = env.features.get(episodes[0].scan, episodes[0].start).shape[1]
+        teacher.check_inputs(feature_dim, task_cfg.task)
+        log.info("stage-2 distillation: teacher %s (%d params)", task_cfg.teacher, teacher.policy.num_parameters())
+        distiller = FinetuneDistiller(teacher, policy.config.hidden_size, task_cfg.max_steps, task_cfg.kd_weight,
+                                      task_cfg.kd_temperature, task_cfg.kd_txt, task_cfg.kd_pano, task_cfg.kd_fuse)
+        return FinetuneTask(policy, task_cfg, episodes, env, info, distiller)
+
+    return run_finetune(cfg, Path(run_dir), meta, progress, make_task=make_task)

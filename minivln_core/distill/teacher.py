@@ -3,32 +3,14 @@
 The teacher is held by a plain object, not as an nn.Module attribute. So the Trainer's optimiser,
 the `last/` training state and `task.train()` never see it. Its parameters are set to
 requires_grad=False, the model stays in eval mode (no dropout), and every call runs under
-torch.no_grad(). The teacher can be loaded from any checkpoint the project writes.
+torch.no_grad(). The teacher can be loaded from any checkpoint the project writes (`models.loading.load_policy`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from safetensors import safe_open
-
 from minivln_core.errors import ConfigError, DataError
-from minivln_core.models.checkpoint import WEIGHTS_NAME, from_pretrained, read_checkpoint_info
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.policy import DuetPolicy
-
-
-def load_policy(directory: str | Path) -> DuetPolicy:
-    """The navigation policy of a checkpoint: a policy directory (pretraining's `policy/`,
-    fine-tuning's `best/`) or a whole pretraining model (pretraining's `best/`, with MLM head)."""
-    read_checkpoint_info(directory)                   # DataError if it is not a whole checkpoint
-    with safe_open(str(Path(directory) / WEIGHTS_NAME), "pt") as weights:
-        whole_pretraining_model = any(k.startswith("mlm_head.") for k in weights.keys())
-    if whole_pretraining_model:
-        from minivln_core.train.pretrain import load_pretrain_model  # imports the training stack
-
-        return load_pretrain_model(directory).to_policy().eval()
-    return from_pretrained(directory)
 
 
 class FrozenTeacher:

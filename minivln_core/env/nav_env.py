@@ -16,8 +16,9 @@ import numpy as np
 
 from minivln_core.data.connectivity import ScanGraph
 from minivln_core.data.episodes import Episode
-from minivln_core.env.geometry import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS, Candidate, compute_candidates
+from minivln_core.env.candidates import Candidate, compute_candidates
 from minivln_core.errors import DataError
+from minivln_core.frames import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS
 
 
 class ViewFeatures(Protocol):

@@ -18,10 +18,10 @@ from minivln_core.data.features import ObjectFeatureStore, ViewFeatureStore
 from minivln_core.data.r2r import validate_against
 from minivln_core.data.world import WorldPaths, load_episodes, load_graphs_for
 from minivln_core.env.expert import run_expert
-from minivln_core.eval.baselines import run_random_walk
 from minivln_core.env.nav_env import NavEnv
-from minivln_core.eval.ablations import Ablation, ablate_episodes, ablate_features
 from minivln_core.errors import DataError
+from minivln_core.eval.baselines import run_random_walk
+from minivln_core.eval.modality import Ablation, ablate_episodes, ablate_features
 from minivln_core.eval.trajectories import score_results_detailed, write_results
 from minivln_core.io_utils import atomic_write_json
 from minivln_core.models.policy import DuetPolicy

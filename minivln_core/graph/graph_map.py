@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from minivln_core.env.geometry import angle_features, heading_elevation
+from minivln_core.frames import angle_features, heading_elevation
 
 MAX_DIST = 30.0   # metres; scale of the distance position features
 MAX_STEP = 10.0   # hops; scale of the hop-count position feature

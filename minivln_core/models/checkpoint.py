@@ -1,89 +1,28 @@
 """Self-describing checkpoints: one directory with `config.json` and `model.safetensors`.
 
 Loading never unpickles anything: the config is JSON, the weights are safetensors. A directory
-is written under a temporary name and renamed into place, so a crash mid-write never leaves a
-directory that looks whole; `config.json` also records the weight file's size as a check.
-
-Replacing a directory takes two renames (old -> `.<name>.old`, new -> `<name>`). A process killed
-between them leaves no `<name>`; the next read or write of that checkpoint renames the previous,
-complete directory back (`restore_interrupted`), so a resumed run continues from it instead of
-starting over. Temporary directories of writes that were killed are removed by the next write.
+is written under a temporary name and renamed into place (`io_utils.atomic_directory`), so a crash
+mid-write never leaves a directory that looks whole; `config.json` also records the weight file's
+size as a check.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from safetensors.torch import load_file, save_file
 
 from minivln_core.config import from_dict, to_dict
 from minivln_core.errors import ConfigError, DataError
-from minivln_core.io_utils import fsync_dir, read_json
+from minivln_core.io_utils import atomic_directory, read_json, restore_interrupted
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.policy import DuetPolicy
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "minivln-checkpoint-v1"
-
-
-def _old_name(directory: Path) -> Path:
-    return directory.with_name(f".{directory.name}.old")
-
-
-def restore_interrupted(directory: str | Path) -> bool:
-    """Rename `.<name>.old` back to `<name>` if a swap was killed between its two renames."""
-    directory = Path(directory)
-    old = _old_name(directory)
-    if directory.exists() or not old.is_dir():
-        return False
-    os.replace(old, directory)
-    return True
-
-
-def _remove_stale_temporaries(directory: Path) -> None:
-    """Delete `.<name>.XXXXXXXX` directories left by writes that were killed (one writer per checkpoint)."""
-    pattern = re.compile(rf"\.{re.escape(directory.name)}\.[A-Za-z0-9_]{{8}}")
-    for path in directory.parent.iterdir():
-        if pattern.fullmatch(path.name) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-
-
-@contextmanager
-def atomic_directory(directory: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `directory`; on success fsync its files and swap it in.
-
-    On an exception (or a kill) the temporary directory is never renamed, so `directory` keeps
-    its previous complete contents.
-    """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    restore_interrupted(directory)
-    _remove_stale_temporaries(directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        yield tmp
-        for path in tmp.iterdir():
-            if path.is_file():
-                with open(path, "rb") as fh:
-                    os.fsync(fh.fileno())
-        fsync_dir(tmp)
-        old = _old_name(directory)
-        shutil.rmtree(old, ignore_errors=True)
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        fsync_dir(directory.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_model_files(model, directory: Path, meta: dict[str, Any] | None = None) -> None:
@@ -165,5 +104,5 @@ def load_meta(directory: str | Path) -> dict[str, Any]:
     return dict(read_checkpoint_info(directory).get("meta", {}))
 
 
-__all__ = ["atomic_directory", "restore_interrupted", "write_model_files", "save_pretrained", "from_pretrained",
+__all__ = ["write_model_files", "save_pretrained", "from_pretrained",
            "load_config", "load_meta", "read_checkpoint_info"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from minivln_core.config import Validated
 from minivln_core.errors import ConfigError
 
 # Location feature of a panorama token: 4 angle values (sin/cos heading, sin/cos elevation)
@@ -15,7 +16,7 @@ POS_FEAT_SIZE = 7
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Validated):
     """Sizes and switches of the DUET policy (defaults: the 768-wide teacher, R2R)."""
 
     hidden_size: int = 768                 # D

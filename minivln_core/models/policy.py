@@ -71,7 +71,6 @@ class DuetPolicy(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        config.validate()
         self.config = config
         d = config.hidden_size
         self.embeddings = TextEmbeddings(config)

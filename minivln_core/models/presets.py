@@ -36,5 +36,4 @@ def preset(name: str, task: str = "r2r", **overrides) -> ModelConfig:
     config = replace(PRESETS[name], **overrides)
     if task == "reverie" and "obj_feat_size" not in overrides:
         config = replace(config, obj_feat_size=config.image_feat_size)  # objects share the view encoder
-    config.validate()
     return config

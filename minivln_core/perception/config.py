@@ -8,14 +8,19 @@ docs/perception.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
-from minivln_core.errors import ConfigError
+from minivln_core.config import Validated, from_dict, to_dict
+from minivln_core.errors import ConfigError, DataError
+from minivln_core.io_utils import atomic_write_json, decode_json, read_text
+
+EXTRACTOR_FILE = "extractor.json"   # extractor settings stored next to a checkpoint
 
 
 @dataclass(frozen=True)
-class ExtractorConfig:
+class ExtractorConfig(Validated):
     """Which vision backbone to run and how.
 
     With `weights_dir` set, the model (and its image size) come from that local Hugging Face
@@ -90,3 +95,44 @@ def embedded_world_extractor() -> ExtractorConfig:
     """
     return ExtractorConfig(image_size=112, patch_size=16, hidden_size=192, num_layers=4, num_heads=3,
                            intermediate_size=768, seed=0)
+
+
+# -- extractor settings ------------------------------------------------------------------------
+def save_extractor_config(checkpoint: str | Path, config: ExtractorConfig) -> Path:
+    """Write the extractor settings next to a checkpoint (read back by `load_extractor_config`)."""
+    path = Path(checkpoint) / EXTRACTOR_FILE
+    atomic_write_json(path, to_dict(config))
+    return path
+
+
+def load_extractor_config(checkpoint: str | Path, features_file: str | Path | None = None,
+                          weights_dir: str | None = None) -> ExtractorConfig:
+    """The extractor the training features were built with.
+
+    Read from `<checkpoint>/extractor.json`, else from the `extractor_config` attribute of a view
+    feature file (`features/views_vit.h5` of a world). `weights_dir`, when given, replaces the
+    recorded folder (the weights usually live elsewhere on the robot than on the training machine).
+    """
+    sidecar = Path(checkpoint) / EXTRACTOR_FILE
+    if sidecar.is_file():
+        source, text = sidecar, read_text(sidecar)
+    elif features_file:
+        import h5py
+
+        source = Path(features_file)
+        if not source.is_file():
+            raise DataError(source, "feature file does not exist (features_file)")
+        with h5py.File(source, "r") as f:
+            text = f.attrs.get("extractor_config")
+        if text is None:
+            raise DataError(source, "has no 'extractor_config' attribute (build it with `minivln features --world`)")
+    else:
+        raise DataError(sidecar, "missing: store the extractor settings next to the checkpoint "
+                                 "(save_extractor_config) or give the world's feature file (features_file)")
+    try:
+        config = from_dict(ExtractorConfig, decode_json(source, text))
+        if weights_dir:
+            config = replace(config, weights_dir=str(weights_dir))
+    except ConfigError as exc:
+        raise DataError(source, f"invalid extractor settings ({exc})") from None
+    return config

@@ -2,7 +2,7 @@
 
 Conventions
 -----------
-* World / view angles follow the project (see `env.geometry`): heading is clockwise from +y
+* World / view angles follow the project (see `minivln_core.frames`): heading is clockwise from +y
   (north), elevation positive up; view ``ix = 12*row + col`` looks at absolute heading
   ``col*30 deg`` and elevation ``(row-1)*30 deg``. A view is a pinhole image, default 640x480
   with a 60 deg vertical FOV (focal ``f = (H/2) / tan(VFOV/2)``, about 415.7 px, so HFOV = 2 atan(320 / f) = 75.2 deg).
@@ -33,8 +33,8 @@ from typing import Literal, Sequence
 import cv2
 import numpy as np
 
-NUM_VIEWS = 36
-VIEWS_PER_ROW = 12
+from minivln_core.frames import NUM_VIEWS, VIEWS_PER_ROW
+
 VIEW_WIDTH, VIEW_HEIGHT, VIEW_VFOV_DEG = 640, 480, 60.0
 _PAD = 3          # wrapped columns added on each side of a pano before sampling (cubic needs 2)
 _SHRT_MAX = 32767  # cv2.remap needs images and maps smaller than this on each side

@@ -37,12 +37,12 @@ import numpy as np
 import torch
 
 from minivln_core.errors import DataError
+from minivln_core.frames import NUM_VIEWS
 from minivln_core.io_utils import read_json
 from minivln_core.perception.config import ExtractorConfig
 
 log = logging.getLogger("minivln.perception")
 
-NUM_VIEWS = 36
 RESIZE_RATIO = 248 / 224                       # timm crop_pct 0.9 for vit_base_patch16_224
 VIT_MEAN = VIT_STD = (0.5, 0.5, 0.5)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's published normalisation
@@ -165,7 +165,6 @@ class FeatureExtractor:
 
     def __init__(self, config: ExtractorConfig | None = None):
         self.config = config or ExtractorConfig()
-        self.config.validate()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)  # process-wide, like the other commands
         self.random_weights = self.config.weights_dir is None

@@ -74,7 +74,7 @@ def build_world_object_features(world_root: str | Path, extractor, out: str | Pa
     the rendered 640x480 view where it is seen best (only those views are rendered).
     keys: (scan, viewpoint) pairs to encode (default: every annotated viewpoint)."""
     from minivln_core.data.bboxes import ObjectIndex
-    from minivln_core.env.geometry import VIEW_ELEVATIONS, VIEW_HEADINGS
+    from minivln_core.frames import VIEW_ELEVATIONS, VIEW_HEADINGS
     from minivln_core.perception.objects import build_object_features
 
     paths = WorldPaths(Path(world_root), "views_vit")

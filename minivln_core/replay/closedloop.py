@@ -5,8 +5,8 @@ The loop is the navigator node's sequencing without the clock: decide at the rob
 which arrives at once); the episode ends when the agent stops (after driving to the stop place)
 or fails (`decide` or the world refuses the goal, where the node reports `failed`). One
 navigator serves every episode in order, as in the node, so its place registry and feature
-cache evolve the same way. `world` is a `minivln_core.env.graph_robot.GraphRobot` (sim_robot's
-`SimWorld`, or for replay a `survey.SurveyWorld`, which `sim_robot` drives over ROS too).
+cache evolve the same way. `world` is a `minivln_core.sim.graph_robot.GraphRobot` (sim_robot's
+`SimWorld`, or for replay a `minivln_core.sim.survey_robot.SurveyWorld`, which `sim_robot` drives over ROS too).
 """
 
 from __future__ import annotations

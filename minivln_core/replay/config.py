@@ -10,26 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from minivln_core.config import Validated
 from minivln_core.errors import ConfigError
-
-STORAGES = ("mcap", "sqlite3")
-
-
-@dataclass(frozen=True)
-class BagTopics:
-    """Topic names in the bag (a leading '/' is ignored when matching, as ros2 bag record adds one)."""
-
-    instruction: str = "instruction"                  # std_msgs/String
-    panorama: str = "panorama"                        # sensor_msgs/Image (rgb8/bgr8, 2:1)
-    compressed_panorama: str = "panorama/compressed"  # sensor_msgs/CompressedImage (JPEG/PNG, 2:1)
-    waypoints: str = "navigable_waypoints"            # geometry_msgs/PoseArray (map frame)
-    odom: str = "odom"                                # nav_msgs/Odometry (pose in the map frame)
-    goal: str = "goal_pose"                           # geometry_msgs/PoseStamped (the navigator's goals)
-    status: str = "navigator_status"                  # minivln_interfaces/NavigatorStatus
+from minivln_core.robot.messages import BagTopics
 
 
 @dataclass(frozen=True)
-class ReplayConfig:
+class ReplayConfig(Validated):
     """What a replay needs besides the bag, the checkpoint and the episodes."""
 
     topics: BagTopics = field(default_factory=BagTopics)

@@ -28,11 +28,19 @@ import numpy as np
 from tqdm import tqdm
 
 from minivln_core.agent.online import OnlineNavigator
-from minivln_core.replay import messages as M
-from minivln_core.replay.bag import BagError, BagMessage, BagReader
 from minivln_core.replay.config import ReplayConfig
-from minivln_core.ros_inputs import (InputError, check_order, instruction_text, panorama_from_message, position_of,
-                                     robot_pose_from_odometry, stamp_seconds, waypoints_from_pose_array)
+from minivln_core.robot import messages as M
+from minivln_core.robot.bag import BagError, BagMessage, BagReader
+from minivln_core.robot.inputs import (
+    InputError,
+    check_order,
+    instruction_text,
+    panorama_from_message,
+    position_of,
+    robot_pose_from_odometry,
+    stamp_seconds,
+    waypoints_from_pose_array,
+)
 
 ROLES = ("instruction", "panorama", "compressed_panorama", "waypoints", "odom", "goal", "status")
 NEED = (("instruction",), ("panorama", "compressed_panorama"), ("waypoints",), ("odom",), ("goal",), ("status",))

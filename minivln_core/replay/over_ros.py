@@ -1,6 +1,6 @@
 """Closed-loop replay over ROS: `sim_robot` plays the survey bag to the real `navigator` node.
 
-Two processes on localhost DDS, started as `minivln ros-demo` starts them (`minivln_core.ros_launch`;
+Two processes on localhost DDS, started as `minivln ros-demo` starts them (`minivln_core.robot.launch`;
 the core never imports rclpy): `sim_robot` with `survey_bag` publishes the recorded observations
 of each place the navigator sends it to (`survey.SurveyWorld`, the world the in-process loop
 uses), and prints one JSON line per finished episode with its trajectory and goals. Both nodes
@@ -16,7 +16,7 @@ from typing import Any
 
 from minivln_core.errors import DataError
 from minivln_core.replay.config import ReplayConfig
-from minivln_core.ros_launch import node_command, ros_environment, run_navigator_and_sim
+from minivln_core.robot.launch import node_command, ros_environment, run_navigator_and_sim
 
 NODE_TOPICS = ("instruction", "panorama", "waypoints", "odom", "goal", "status")  # <role>_topic parameters
 

@@ -15,22 +15,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minivln_core.config import Validated
 from minivln_core.agent.agent import NavigationAgent, StepResult
 from minivln_core.agent.rollout import apply_decisions
 from minivln_core.data.episodes import Episode
 from minivln_core.data.world import WorldPaths, load_episodes
-from minivln_core.distill.stage2 import build_distiller
 from minivln_core.env.expert import map_expert
-from minivln_core.errors import ConfigError
 from minivln_core.eval.evaluate import EvalSpec, build_env, evaluate_policy
 from minivln_core.models import DuetPolicy, preset
-from minivln_core.models.checkpoint import from_pretrained, save_pretrained
+from minivln_core.models.checkpoint import save_pretrained
+from minivln_core.models.loading import load_policy
 from minivln_core.train import distributed as D
+from minivln_core.train.batches import global_batch
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.trainer import LoopConfig, Trainer, step_seed
 
@@ -38,7 +38,7 @@ log = logging.getLogger("minivln.finetune")
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Validated):
     """Fine-tuning settings; YAML files hold overrides only."""
 
     world: str = "runs/main/world"          # world folder (see `minivln synth`)
@@ -62,34 +62,9 @@ class FinetuneConfig:
     best_split: str = "val_unseen"
     best_metric: str = "spl"
     threads: int = 0                        # torch CPU threads (0 = default)
-    # Stage-2 distillation (MiniVLN): the frozen fine-tuned teacher runs on the student's rollout.
-    teacher: str | None = None              # teacher checkpoint; None = no distillation
-    kd_weight: float = 0.1                  # KDWeight: (L_txt + L_pano + L_fuse) * kd_weight joins the loss
-    kd_temperature: float = 1.0             # temperature t of L_fuse
-    kd_txt: bool = True                     # L_txt: text-encoder outputs through W_l
-    kd_pano: bool = True                    # L_pano: the current node's panorama summary through W_r
-    kd_fuse: bool = True                    # L_fuse: fused navigation distributions
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=50, grad_clip=40.0,
                                                                    schedule="constant"))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, eval_every=250, save_every=50))
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first bad key."""
-        if self.kd_weight < 0:
-            raise ConfigError(f"config key 'kd_weight' must be >= 0, got {self.kd_weight}")
-        if self.kd_temperature <= 0:
-            raise ConfigError(f"config key 'kd_temperature' must be > 0, got {self.kd_temperature}")
-
-
-def global_batch(n: int, batch: int, step: int, seed: int) -> list[int]:
-    """Indices of the step's global batch: epochs of seeded permutations, a pure function of step."""
-    start = step * batch
-    out: list[int] = []
-    while len(out) < batch:
-        epoch, offset = divmod(start + len(out), n)
-        order = np.random.default_rng(step_seed(seed, epoch, 7)).permutation(n)
-        out.extend(int(i) for i in order[offset: offset + batch - len(out)])
-    return out
 
 
 class FinetuneTask(nn.Module):
@@ -105,7 +80,7 @@ class FinetuneTask(nn.Module):
         self.env = env
         self.info = info
         self.agent = NavigationAgent(policy, max_steps=cfg.max_steps)
-        self.extra_loss = extra_loss  # stage-2 distillation hooks in here (teacher on the same rollout)
+        self.extra_loss = extra_loss  # called after every decision (stage 2 adds its terms here: distill.stage2)
 
     def forward(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         index = D.shard(global_batch(len(self.episodes), self.cfg.batch_size, step, self.cfg.loop.seed), self.info)
@@ -178,7 +153,7 @@ class FinetuneTask(nn.Module):
 def build_policy(cfg: FinetuneConfig, feature_dim: int) -> DuetPolicy:
     """The policy to fine-tune: from `init` if given, else a fresh preset; dropout overrides applied."""
     if cfg.init:
-        base = from_pretrained(cfg.init)
+        base = load_policy(cfg.init)
         config = base.config
     else:
         base, config = None, preset(cfg.preset, cfg.task, image_feat_size=feature_dim)
@@ -191,12 +166,13 @@ def build_policy(cfg: FinetuneConfig, feature_dim: int) -> DuetPolicy:
     return policy
 
 
-def run_finetune(cfg: FinetuneConfig, run_dir: Path, extra_loss=None, meta: dict[str, Any] | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+def run_finetune(cfg: FinetuneConfig, run_dir: Path, meta: dict[str, Any] | None = None,
+                 progress: bool = True, make_task: Callable[..., nn.Module] = FinetuneTask) -> dict[str, Any]:
     """Fine-tune, evaluating every `loop.eval_every` steps; writes `best/` and `last/` under run_dir.
 
-    With `cfg.teacher` (and no other `extra_loss`) the stage-2 distillation terms join the loss."""
-    cfg.validate()  # also when the config was changed with dataclasses.replace
+    make_task(policy, cfg, episodes, env, info) builds the trained task (stage-2 distillation passes
+    its own, `distill.stage2.run_distill_finetune`), like `train.pretrain.run_pretrain`'s.
+    """
     info = D.init_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -209,9 +185,7 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, extra_loss=None, meta: dict
     feature_dim = env.features.get(episodes[0].scan, episodes[0].start).shape[1]
     torch.manual_seed(cfg.loop.seed)
     policy = build_policy(cfg, feature_dim)
-    if extra_loss is None and cfg.teacher:
-        extra_loss = build_distiller(cfg, policy.config.hidden_size, feature_dim)
-    task = FinetuneTask(policy, cfg, episodes, env, info, extra_loss)
+    task = make_task(policy, cfg, episodes, env, info)
     trainer = Trainer(run_dir, task, cfg.optim, cfg.loop, {"name": run_dir.name, "kind": "finetune", **(meta or {})},
                       info, progress)
 

@@ -8,11 +8,12 @@ from typing import Literal
 import torch
 from torch import nn
 
+from minivln_core.config import Validated
 from minivln_core.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(Validated):
     """Optimiser settings (DUET pretraining: lr 5e-5, betas (0.9, 0.98), wd 0.01, clip 5)."""
 
     lr: float = 1e-4

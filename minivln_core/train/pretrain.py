@@ -17,19 +17,19 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
+from minivln_core.config import Validated
 from minivln_core.data.episodes import Episode
 from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.env.nav_env import NavEnv
 from minivln_core.errors import ConfigError, DataError
 from minivln_core.eval.evaluate import EvalSpec, build_env
 from minivln_core.models import preset
-from minivln_core.models.checkpoint import WEIGHTS_NAME, load_config, load_meta, save_pretrained
+from minivln_core.models.checkpoint import save_pretrained
 from minivln_core.models.pretrain import DuetPretrainModel
 from minivln_core.train import distributed as D
-from minivln_core.train.finetune import global_batch
+from minivln_core.train.batches import global_batch
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.pretrain_tasks import TASKS, build_batch, task_loss
 from minivln_core.train.trainer import LoopConfig, Trainer, step_seed
@@ -41,7 +41,7 @@ EVAL_STEP = 0        # validation samples are drawn as at this step: the same sa
 
 
 @dataclass(frozen=True)
-class MixRatio:
+class MixRatio(Validated):
     """Relative frequency of each proxy task (DUET: all 1). OG applies to REVERIE only."""
 
     mlm: float = 1.0
@@ -57,7 +57,7 @@ class MixRatio:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(Validated):
     """Pretraining settings; YAML files hold overrides only."""
 
     world: str = "runs/main/world"          # world folder (see `minivln synth`)
@@ -168,17 +168,6 @@ def build_pretrain_model(cfg: PretrainConfig, env: NavEnv) -> DuetPretrainModel:
     else:
         classes = 1
     return DuetPretrainModel(preset(cfg.preset, cfg.task, **overrides), classes)
-
-
-def load_pretrain_model(directory: str | Path) -> DuetPretrainModel:
-    """Rebuild a pretraining model from a `best/` directory written by `run_pretrain`."""
-    meta = load_meta(directory)
-    if "mrc_classes" not in meta:
-        raise DataError(directory, "not a pretraining checkpoint (meta has no 'mrc_classes')")
-    model = DuetPretrainModel(load_config(directory), int(meta["mrc_classes"]))
-    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_NAME)), strict=True)
-    model.eval()
-    return model
 
 
 def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None = None,

@@ -22,8 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minivln_core.errors import DataError
-from minivln_core.models.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, atomic_directory, restore_interrupted,
-                                            write_model_files)
+from minivln_core.io_utils import atomic_directory, restore_interrupted
+from minivln_core.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, write_model_files
 
 OPTIM_NAME = "optimizer.safetensors"
 TRAINER_NAME = "trainer.json"

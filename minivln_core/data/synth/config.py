@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from minivln_core.config import Validated
 from minivln_core.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(Validated):
     """Size, layout, annotation and feature parameters of a procedurally generated world."""
 
     # -- world size and randomness ------------------------------------------------------------------

@@ -10,7 +10,7 @@ counts when it is nearer than the room surface (objects live inside rooms, so th
 Shading: a point light under the ceiling of every room (Lambert term with fall-off, plus
 ambient), a deterministic per-room tint, and distance fog. Textures come from render_materials.
 
-Conventions are the project's (see env.geometry): heading clockwise from +y, elevation positive
+Conventions are the project's (see minivln_core.frames): heading clockwise from +y, elevation positive
 up, pixel centres at +0.5, principal point at the image centre, square pixels.
 
     renderer = Renderer(house, width=224, height=168)      # ViT input scale; default 640x480, VFOV 60
@@ -28,8 +28,8 @@ import numpy as np
 from minivln_core.data.synth.config import SynthConfig
 from minivln_core.data.synth.layout import OBJECT_SPECS, House, Room
 from minivln_core.data.synth.render_materials import FULL_BOX, SHAPES, TEX, MaterialAtlas, Part, build_atlas
+from minivln_core.frames import NUM_VIEWS
 
-NUM_VIEWS = 36
 TILE = 8                       # rays per tile side for object culling
 MAX_HOPS = 8                   # portals a ray may pass before it stops at a wall
 AMBIENT, DIFFUSE, LIGHT_RANGE = 0.5, 0.75, 4.5

@@ -150,7 +150,6 @@ def split_houses(cfg: SynthConfig) -> list[int]:
 def generate_world(out_dir: str | Path, config: SynthConfig | None = None) -> dict[str, Any]:
     """Generate and write the world described by `config` (default SynthConfig()); return its counts."""
     cfg = config if config is not None else SynthConfig()
-    cfg.validate()
     out = Path(out_dir)
     houses = [build_house(cfg, i) for i in range(cfg.houses)]
     scans = [h.scan for h in houses]

@@ -22,15 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from minivln_core.config import to_dict
+from minivln_core.config import Validated, to_dict
 from minivln_core.distill.stage1 import DistillPretrainConfig, run_distill_pretrain
-from minivln_core.distill.teacher import load_policy
+from minivln_core.distill.stage2 import DistillFinetuneConfig, run_distill_finetune
 from minivln_core.errors import ConfigError
 from minivln_core.eval.bench import BenchConfig, bench_policies, environment_info
 from minivln_core.eval.evaluate import EvalSpec, evaluate_policy
@@ -38,16 +38,16 @@ from minivln_core.eval.report import BAR_METRICS
 from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_figure
 from minivln_core.models.checkpoint import CONFIG_NAME
 from minivln_core.models.config import ModelConfig
-from minivln_core.train.finetune import FinetuneConfig, run_finetune
+from minivln_core.models.loading import load_policy
 from minivln_core.train.jobs import Job, run_jobs
 from minivln_core.train.optim import OptimConfig
-from minivln_core.train.pretrain import PretrainConfig, run_pretrain
+from minivln_core.train.pretrain import run_pretrain
 
 log = logging.getLogger("minivln.ablation")
 
 
 @dataclass(frozen=True)
-class AblationBudget:
+class AblationBudget(Validated):
     """How long every run trains and how much is scored (the same for the teacher and each student)."""
 
     pretrain_steps: int = 200               # pretraining / stage-1 steps per run
@@ -80,7 +80,7 @@ BUDGETS = {
 
 
 @dataclass(frozen=True)
-class AblationConfig:
+class AblationConfig(Validated):
     """The ablation's settings (YAML overrides via --config, single keys via --set)."""
 
     world: str = "runs/main/world"          # world folder (see `minivln synth`)
@@ -99,7 +99,7 @@ class AblationConfig:
     # batch size and seed are set by the ablation.
     pretrain: DistillPretrainConfig = field(default_factory=lambda: DistillPretrainConfig(
         eval_splits=["val_unseen"], eval_limit=32))
-    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(
+    finetune: DistillFinetuneConfig = field(default_factory=lambda: DistillFinetuneConfig(
         train_alg="imitation", eval_splits=["val_unseen"], eval_limit=50,
         optim=OptimConfig(lr=5e-4, warmup_steps=20, grad_clip=40.0, schedule="constant")))
     # Teacher vs student ms per step (the ablation reports no int8 student, so none is timed).
@@ -153,7 +153,6 @@ class Ablation:
     """Trains and scores every policy of the ablation in `out` (resumable)."""
 
     def __init__(self, cfg: AblationConfig, out: Path, progress: bool = True):
-        cfg.validate()
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         b = cfg.budget
         common = dict(world=cfg.world, features=cfg.features, task=cfg.task, batch_size=b.batch_size)
@@ -170,9 +169,8 @@ class Ablation:
         cfg = replace(self.pretrain_cfg, preset=preset, teacher=str(teacher) if teacher else None)
         if teacher:
             run_distill_pretrain(cfg, run, {"ablation": name}, self.progress)
-        else:
-            plain = PretrainConfig(**{f.name: getattr(cfg, f.name) for f in fields(PretrainConfig)})
-            run_pretrain(plain, run, {"ablation": name}, self.progress)
+        else:  # plain pretraining; the kd_* keys of the recipe are not read
+            run_pretrain(cfg, run, {"ablation": name}, self.progress)
         return run / "policy"
 
     def finetune(self, name: str, preset: str, init: Path, teacher: str | Path | None = None,
@@ -183,7 +181,7 @@ class Ablation:
                       kd_weight=self.finetune_cfg.kd_weight if kd_weight is None else kd_weight)
         if steps:
             cfg = replace(cfg, loop=replace(cfg.loop, steps=steps))
-        run_finetune(cfg, self.out / name, meta={"ablation": name}, progress=self.progress)
+        run_distill_finetune(cfg, self.out / name, meta={"ablation": name}, progress=self.progress)
         return self.out / name / "best"
 
     def jobs(self) -> tuple[list[Job], dict[str, Path]]:

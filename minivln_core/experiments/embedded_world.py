@@ -3,7 +3,7 @@
 The world is the one `minivln pipeline` trains on: the default `SynthConfig` and view features
 rendered and encoded by `perception.world_features.build_world_features` with
 `perception.config.embedded_world_extractor()`. It is built by the pipeline's own stages
-(`commands.pipeline.make_world` / `make_features`), so the two never drift apart; both stages
+(`experiments.pipeline.make_world` / `make_features`), so the two never drift apart; both stages
 stamp what they built and are skipped when the cache already holds the same world.
 
 Cache folder: `world_cache` argument, else `$MINIVLN_CACHE`, else `$XDG_CACHE_HOME/minivln`,
@@ -15,30 +15,23 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from minivln_core.paths import default_cache_dir
+
 log = logging.getLogger("minivln.embedded_world")
-
-
-def default_cache_dir() -> Path:
-    """$MINIVLN_CACHE, else $XDG_CACHE_HOME/minivln, else ~/.cache/minivln."""
-    if os.environ.get("MINIVLN_CACHE"):
-        return Path(os.environ["MINIVLN_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "minivln"
 
 
 def ensure_embedded_world(cache_dir: str | Path | None = None, config: Any = None,
                           progress: bool = False) -> Path:
     """The embedded world's folder (`<cache>/world`, with features/views_vit.h5), built if missing.
 
-    `config` is a `commands.pipeline.PipelineConfig` (its `world` and `extractor` are used);
+    `config` is a `experiments.pipeline.PipelineConfig` (its `world` and `extractor` are used);
     None means the pipeline's defaults, i.e. the embedded world. Returns the world folder.
     """
-    from minivln_core.commands.pipeline import PipelineConfig, make_features, make_world
+    from minivln_core.experiments.pipeline import PipelineConfig, make_features, make_world
 
     config = PipelineConfig() if config is None else config
     if config.features != "vit":

@@ -1,7 +1,7 @@
 """A robot playing episodes on a building's navigation graph: where it stands, where a goal takes it, its score.
 
-The simulated robot (`minivln_ros.sim_world.SimWorld`, rendered panoramas) and the replay's
-surveyed building (`minivln_core.replay.survey.SurveyWorld`, recorded panoramas) move and score
+The simulated robot (`minivln_core.sim.world_robot.SimWorld`, rendered panoramas) and the replay's
+surveyed building (`minivln_core.sim.survey_robot.SurveyWorld`, recorded panoramas) move and score
 the same way and differ only in what the robot senses and which places a goal can reach, so both
 extend `GraphRobot`:
 
@@ -24,10 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from minivln_core.agent.online import snap_heading
 from minivln_core.data.connectivity import ScanGraph
 from minivln_core.data.episodes import Episode
 from minivln_core.eval.metrics import episode_metrics
+from minivln_core.frames import snap_heading
 
 
 @dataclass

@@ -17,8 +17,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from minivln_core.distill.ablation import goal_lines, goals, plot_ablation
 from minivln_core.errors import ConfigError, DataError
+from minivln_core.experiments.distill_ablation import goal_lines, goals, plot_ablation
 from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
 
 METRICS = ("sr", "spl", "ndtw", "rgs", "rgspl")

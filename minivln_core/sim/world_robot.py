@@ -16,7 +16,7 @@ re-rendered by `data.synth.render.Renderer`). What it publishes matches what
 * A goal moves the robot to the viewpoint nearest the goal position (within a tolerance),
   walking the full graph's shortest path, which is what the trajectory records for scoring.
 
-Episodes, moves and scores are `minivln_core.env.graph_robot.GraphRobot`'s (shared with the
+Episodes, moves and scores are `graph_robot.GraphRobot`'s (shared with the
 replay's surveyed building); this file adds the generated world and what the robot senses there.
 """
 
@@ -30,12 +30,10 @@ from minivln_core.data.connectivity import ScanGraph, load_connectivity
 from minivln_core.data.synth.render import Renderer
 from minivln_core.data.synth.world import load_houses
 from minivln_core.data.world import WorldPaths, load_episodes
-from minivln_core.env.geometry import NUM_VIEWS, VIEW_STEP
-from minivln_core.env.graph_robot import GraphRobot
 from minivln_core.errors import DataError
+from minivln_core.frames import VIEW_STEP, VIEWS_PER_ROW
 from minivln_core.perception.panorama import DEFAULT_PANO_WIDTH
-
-VIEWS_PER_ROW = NUM_VIEWS // 3
+from minivln_core.sim.graph_robot import GraphRobot
 
 
 class SimWorld(GraphRobot):

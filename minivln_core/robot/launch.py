@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 
-CONFIG = Path(__file__).resolve().parents[1] / "config"
+from minivln_core.paths import share_file
 
 
 def ros_environment(log_dir: Path) -> dict[str, str]:
@@ -28,16 +28,17 @@ def ros_environment(log_dir: Path) -> dict[str, str]:
     """
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(log_dir),
                PYTHONUNBUFFERED="1")
-    profile = CONFIG / "fastdds_loopback.xml"
-    if profile.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    try:
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(share_file("config", "fastdds_loopback.xml")))
+    except FileNotFoundError:
+        pass  # DDS still stays on loopback through ROS_AUTOMATIC_DISCOVERY_RANGE
     return env
 
 
 def node_command(node: str, params: Mapping[str, Any] | None = None, namespace: str = "") -> list[str]:
     """`python -m minivln_ros.<node>_node` with config/<node>.yaml, `-p name:=value` overrides and a namespace."""
     cmd = [sys.executable, "-m", f"minivln_ros.{node}_node", "--ros-args",
-           "--params-file", str(CONFIG / f"{node}.yaml")]
+           "--params-file", str(share_file("config", f"{node}.yaml"))]
     if namespace:
         cmd += ["-r", f"__ns:={namespace}"]
     for name, value in (params or {}).items():

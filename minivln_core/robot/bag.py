@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from minivln_core.errors import DataError
-from minivln_core.replay import messages as M
-from minivln_core.replay.config import STORAGES, BagTopics
+from minivln_core.robot import messages as M
+from minivln_core.robot.messages import STORAGES, BagTopics
 
 # role (a BagTopics field) -> the message type it must carry
 ROLE_TYPES = {"instruction": M.STRING, "panorama": M.IMAGE, "compressed_panorama": M.COMPRESSED_IMAGE,

@@ -17,20 +17,19 @@ Positions must be finite and within MAX_COORDINATE metres of the origin: larger 
 garbage for a building-scale map and overflow distances to inf inside the agent.
 
 Angles: ROS yaw is counter-clockwise from +x; the core's heading is clockwise from +y
-(`minivln_core.agent.online.yaw_to_heading`).
+(`minivln_core.frames.yaw_to_heading`).
 """
 
 from __future__ import annotations
 
 import io
-import threading
-
 import math
+import threading
 from typing import Any
 
 import numpy as np
 
-from minivln_core.agent.online import yaw_to_heading
+from minivln_core.frames import yaw_of_unit_quaternion, yaw_to_heading
 
 PANORAMA_ENCODINGS = ("rgb8", "bgr8")
 MAX_COORDINATE = 1e6  # metres; see the module docstring
@@ -177,8 +176,7 @@ def yaw_from_quaternion(q: Any) -> float:
     norm = math.sqrt(sum(v * v for v in values))
     if not all(math.isfinite(v) for v in values) or not math.isfinite(norm) or norm < 1e-6:
         raise InputError("pose-nan", f"orientation {values} is not a finite rotation")
-    x, y, z, w = (v / norm for v in values)
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    return yaw_of_unit_quaternion(*(v / norm for v in values))
 
 
 def heading_from_quaternion(q: Any) -> float:

@@ -1,25 +1,26 @@
-"""Panorama geometry: the 36 discretised views, angle conventions and navigable candidates.
+"""Frames and view geometry: the one place for angle conventions, the 36-view grid and rotations.
 
 Conventions (Matterport3D simulator, used everywhere in the project):
 
+* positions are metres in the map frame (x east, y north, z up: the Matterport world frame);
 * angles are radians; the heading of a vector (dx, dy, dz) is ``atan2(dx, dy)`` (clockwise from
   +y) and its elevation ``atan2(dz, hypot(dx, dy))``; relative angles are wrapped to (-pi, pi];
+* ROS yaw is counter-clockwise from +x, so ``heading = pi/2 - yaw`` (`yaw_to_heading`,
+  `heading_to_yaw`); quaternions are (x, y, z, w) as in ROS messages;
 * view ``ix = 12 * row + col`` has absolute heading ``col * 30 deg`` and elevation
   ``(row - 1) * 30 deg``;
 * a neighbour is navigable from a view if its heading is within +-HFOV/2 = 40 deg of the view
   heading (elevation ignored) and is assigned to the view that minimises the angular offset
-  ``sqrt(rel_heading**2 + rel_elevation**2)``.
+  ``sqrt(rel_heading**2 + rel_elevation**2)`` (`env.candidates`).
+
+Depends on numpy only: env, agent, perception, the robot layer, replay and the ROS nodes import it.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
-from dataclasses import dataclass, field
 
 import numpy as np
-
-from minivln_core.data.connectivity import ScanGraph
 
 NUM_VIEWS = 36
 VIEWS_PER_ROW = 12
@@ -81,7 +82,7 @@ def view_angle_features(heading: float, elevation: float = 0.0) -> np.ndarray:
     return angle_features(VIEW_HEADINGS - heading, VIEW_ELEVATIONS - elevation)
 
 
-def _view_offsets(heading: np.ndarray, elevation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def view_offsets(heading: np.ndarray, elevation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Offsets of directions (K,) to every view centre: rel_h, rel_e, angular distance, each (K, 36)."""
     rel_h = wrap_angle(heading[:, None] - VIEW_HEADINGS[None, :])  # (K, 36)
     rel_e = elevation[:, None] - VIEW_ELEVATIONS[None, :]          # (K, 36)
@@ -90,58 +91,50 @@ def _view_offsets(heading: np.ndarray, elevation: np.ndarray) -> tuple[np.ndarra
 
 def nearest_view_index(heading: float, elevation: float = 0.0) -> int:
     """Index of the view whose centre is angularly closest to (heading, elevation)."""
-    _, _, dist = _view_offsets(np.array([heading], dtype=np.float64), np.array([elevation], dtype=np.float64))
+    _, _, dist = view_offsets(np.array([heading], dtype=np.float64), np.array([elevation], dtype=np.float64))
     return int(np.argmin(dist[0]))
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A navigable neighbour of a viewpoint, as seen from that viewpoint."""
-
-    viewpoint: str                 # neighbour viewpoint id
-    view_index: int                # view (0..35) that best faces the neighbour
-    heading: float                 # absolute heading to the neighbour (radians, clockwise from +y)
-    elevation: float               # absolute elevation to the neighbour (radians)
-    distance: float                # 3-D Euclidean distance in metres
-    position: np.ndarray = field(compare=False, repr=False)  # (3,) neighbour position
-
-    @property
-    def view_offset(self) -> tuple[float, float]:
-        """(rel_heading, rel_elevation) of the neighbour w.r.t. the centre of its view."""
-        return (float(wrap_angle(self.heading - VIEW_HEADINGS[self.view_index])),
-                self.elevation - float(VIEW_ELEVATIONS[self.view_index]))
+# -- ROS yaw <-> project heading ------------------------------------------------------------------
+def yaw_to_heading(yaw: float) -> float:
+    """ROS yaw (counter-clockwise from +x) -> project heading (clockwise from +y), in (-pi, pi]."""
+    return float(wrap_angle(math.pi / 2.0 - yaw))
 
 
-# Per-graph cache {viewpoint: candidates}; weak keys so dropping a ScanGraph frees its entries.
-_CANDIDATE_CACHE: "weakref.WeakKeyDictionary[ScanGraph, dict[str, tuple[Candidate, ...]]]" = (
-    weakref.WeakKeyDictionary())
+def heading_to_yaw(heading: float) -> float:
+    """Project heading (clockwise from +y) -> ROS yaw (counter-clockwise from +x), in (-pi, pi]."""
+    return float(wrap_angle(math.pi / 2.0 - heading))
 
 
-def _candidates_uncached(graph: ScanGraph, viewpoint: str) -> tuple[Candidate, ...]:
-    neighbours = graph.neighbors(viewpoint)
-    if not neighbours:
-        return ()
-    origin = graph.position(viewpoint)                                    # (3,)
-    targets = np.stack([graph.position(vp) for vp in neighbours])         # (K, 3)
-    vectors = targets - origin                                            # (K, 3)
-    heading, elevation = heading_elevation(vectors)                       # (K,), (K,)
-    rel_h, _, ang = _view_offsets(heading, elevation)                     # (K, 36) each
-    ang = np.where(np.abs(rel_h) <= HALF_HFOV + 1e-9, ang, np.inf)        # only views that see it
-    views = np.argmin(ang, axis=1)                                        # (K,)
-    offsets = ang[np.arange(len(neighbours)), views]                      # (K,)
-    lengths = np.linalg.norm(vectors, axis=1)                             # (K,)
-    order = np.lexsort((offsets, views))                                  # view index, then offset
-    targets.setflags(write=False)  # candidates are shared through the cache
-    return tuple(
-        Candidate(viewpoint=neighbours[k], view_index=int(views[k]), heading=float(heading[k]),
-                  elevation=float(elevation[k]), distance=float(lengths[k]), position=targets[k])
-        for k in order)
+def snap_heading(heading: float) -> float:
+    """Heading rounded to the 30-degree view grid, in [0, 2pi) (the training env's headings)."""
+    col = int(round(float(heading) / VIEW_STEP)) % VIEWS_PER_ROW
+    return float(VIEW_HEADINGS[col])
 
 
-def compute_candidates(graph: ScanGraph, viewpoint: str) -> list[Candidate]:
-    """Navigable neighbours of `viewpoint`, sorted by view index then angular offset (cached)."""
-    per_graph = _CANDIDATE_CACHE.setdefault(graph, {})
-    cached = per_graph.get(viewpoint)
-    if cached is None:
-        cached = per_graph[viewpoint] = _candidates_uncached(graph, viewpoint)
-    return list(cached)
+# -- quaternions (x, y, z, w) -------------------------------------------------------------------
+def quaternion_from_yaw(yaw: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of the rotation about +z by `yaw` radians."""
+    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def yaw_of_unit_quaternion(x: float, y: float, z: float, w: float) -> float:
+    """Yaw (rotation about +z) of a unit quaternion."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a * b of (x, y, z, w) quaternions."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz])
+
+
+def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate the vector v (3,) by the unit quaternion q (4,)."""
+    u, w = q[:3], q[3]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
