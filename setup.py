@@ -21,6 +21,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/recipes", glob("config/recipes/*.yaml")),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
         # pip ignores setup.cfg's install_scripts: install the executables where launch_ros looks.
         (f"lib/{PACKAGE}", ["scripts/ros/navigator", "scripts/ros/sim_robot"]),

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.distill_pretrain",
     "minivln_core.commands.ablation",
     "minivln_core.commands.ablation_seeds",
+    "minivln_core.commands.run_recipe",
     "minivln_core.commands.bench",
     "minivln_core.commands.ros_demo",
     "minivln_core.commands.replay",
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minivln", description="MiniVLN: distilled vision-and-language navigation on a CPU.")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    # A command that runs other commands (run-recipe) gets this dispatcher as `args.run_command`:
+    # importing the CLI back from a command module would be an import cycle.
+    parser.set_defaults(run_command=main)
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
     for name in COMMAND_MODULES:
