@@ -164,6 +164,14 @@ def read_json(path: str | Path, missing: str = "file does not exist") -> Any:
     return decode_json(path, read_text(path, missing))
 
 
+def read_json_or_none(path: str | Path) -> Any:
+    """The decoded JSON of a file, or None when it is missing or damaged (a cache or stamp to redo)."""
+    try:
+        return read_json(path)
+    except DataError:
+        return None
+
+
 # -- directories: written whole or not at all ------------------------------------------------------
 # Replacing a directory takes two renames (old -> `.<name>.old`, new -> `<name>`). A process killed
 # between them leaves no `<name>`; the next read or write of that directory renames the previous,

@@ -9,7 +9,6 @@ is flattened, and a plain list of viewpoint ids. `write_results` always writes t
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from minivln_core.data.r2r import load_r2r, validate_against
 from minivln_core.data.reverie import is_reverie_file, load_reverie
 from minivln_core.errors import DataError
 from minivln_core.eval.metrics import aggregate, episode_metrics
-from minivln_core.io_utils import atomic_write_json
+from minivln_core.io_utils import atomic_write_json, read_json
 
 PRED_OBJ_KEYS = ("predObjId", "pred_objid", "pred_obj_id")
 TASKS = ("auto", "r2r", "reverie")
@@ -102,12 +101,7 @@ def parse_result(path: str | Path, index: int, raw: Any) -> ResultRecord:
 def load_results(path: str | Path) -> list[ResultRecord]:
     """Read and validate a results file; instr_ids must be unique."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "results file does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, "results file does not exist")
     if not isinstance(data, list):
         raise DataError(path, f"expected a JSON array of results, got {type(data).__name__}")
     records = [parse_result(path, i, raw) for i, raw in enumerate(data)]

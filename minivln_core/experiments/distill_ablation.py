@@ -19,7 +19,6 @@ the four fine-tunings, the scores) run N at a time in processes of their own (`t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,7 @@ from minivln_core.errors import ConfigError
 from minivln_core.eval.bench import BenchConfig, bench_policies, environment_info
 from minivln_core.eval.evaluate import EvalSpec, evaluate_policy
 from minivln_core.eval.report import BAR_METRICS
-from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_figure
+from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_figure, read_json_or_none
 from minivln_core.models.checkpoint import CONFIG_NAME
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.loading import load_policy
@@ -411,11 +410,9 @@ def plot_ablation(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON content of a file, or None if it is missing or damaged."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    """The JSON object of a file, or None if it is missing or damaged (then the work is redone)."""
+    data = read_json_or_none(path)
+    return data if isinstance(data, dict) else None
 
 
 def run_ablation(cfg: AblationConfig, out: Path, progress: bool = True) -> dict[str, Any]:

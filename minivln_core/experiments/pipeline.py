@@ -27,6 +27,7 @@ from minivln_core.data.synth.config import SynthConfig
 from minivln_core.data.world import WorldPaths
 from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy, evaluate_random_walk
 from minivln_core.eval.report import render_table, write_report
+from minivln_core.io_utils import read_json_or_none
 from minivln_core.experiments.distill_ablation import BUDGETS, AblationConfig, render_ablation_table, run_ablation
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.loading import load_policy
@@ -72,10 +73,8 @@ class PipelineConfig:
 
 
 def _stamp_matches(path: Path, key: str, value: Any) -> bool:
-    try:
-        return json.loads(path.read_text()).get(key) == value
-    except (OSError, json.JSONDecodeError):
-        return False
+    stamp = read_json_or_none(path)
+    return isinstance(stamp, dict) and stamp.get(key) == value
 
 
 def make_world(out: Path, config: SynthConfig) -> WorldPaths:

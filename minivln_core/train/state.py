@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minivln_core.errors import DataError
-from minivln_core.io_utils import atomic_directory, restore_interrupted
+from minivln_core.io_utils import atomic_directory, read_json, read_json_or_none, restore_interrupted
 from minivln_core.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, write_model_files
 
 OPTIM_NAME = "optimizer.safetensors"
@@ -76,10 +76,8 @@ def is_complete(directory: str | Path) -> bool:
     """
     directory = Path(directory)
     restore_interrupted(directory)
-    try:
-        record = json.loads((directory / TRAINER_NAME).read_text())
-        info = json.loads((directory / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError):
+    record, info = read_json_or_none(directory / TRAINER_NAME), read_json_or_none(directory / CONFIG_NAME)
+    if not isinstance(record, dict) or not isinstance(info, dict):
         return False
     weights, optim = directory / WEIGHTS_NAME, directory / OPTIM_NAME
     return (weights.exists() and optim.exists() and weights.stat().st_size == info.get("weights_bytes")
@@ -96,6 +94,6 @@ def load_training_state(directory: str | Path, model: torch.nn.Module,
         model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=True)
     except RuntimeError as exc:
         raise DataError(directory / WEIGHTS_NAME, f"weights do not fit this model: {exc}") from None
-    record = json.loads((directory / TRAINER_NAME).read_text())
+    record = read_json(directory / TRAINER_NAME)
     _restore_optimizer(optimizer, load_file(str(directory / OPTIM_NAME)), record["optimizer"])
     return int(record["step"]), dict(record.get("trainer", {}))

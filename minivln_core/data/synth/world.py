@@ -35,7 +35,7 @@ from minivln_core.data.synth.instructions import InstructionWriter, path_candida
 from minivln_core.data.synth.layout import CLASS_NAMES, House, build_house
 from minivln_core.data.synth.visibility import bboxes_entries, house_sightings
 from minivln_core.errors import DataError
-from minivln_core.io_utils import atomic_write_text
+from minivln_core.io_utils import atomic_write_text, read_json
 
 SPLITS = ("train", "val_seen", "val_unseen")
 log = logging.getLogger(__name__)
@@ -207,12 +207,7 @@ def generate_world(out_dir: str | Path, config: SynthConfig | None = None) -> di
 def load_houses(world_root: str | Path) -> dict[str, House]:
     """Rebuild the houses of a generated world from its world.json (scan id -> House)."""
     path = Path(world_root) / "world.json"
-    try:
-        world = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(path, "not a generated world (no world.json); make one with `minivln synth`") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg})") from None
+    world = read_json(path, "not a generated world (no world.json); make one with `minivln synth`")
     if world.get("format") != FORMAT:
         raise DataError(path, f"format is {world.get('format')!r}, expected {FORMAT!r}", field="format")
     cfg = from_dict(SynthConfig, world["config"])
