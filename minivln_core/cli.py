@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.ablation_seeds",
     "minivln_core.commands.run_recipe",
     "minivln_core.commands.bench",
+    "minivln_core.commands.bench_train",
     "minivln_core.commands.ros_demo",
     "minivln_core.commands.replay",
 ]

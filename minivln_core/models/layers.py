@@ -40,6 +40,9 @@ class Attention(nn.Module):
         self.value = nn.Linear(ctx_dim or d, d)
         self.dropout_p = config.attention_probs_dropout_prob
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        # False: training applies `self.dropout` to materialised probabilities instead of the fused
+        # kernel's own dropout (models.dropout.use_fast_dropout swaps in a faster mask generator).
+        self.fused_dropout = True
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
@@ -56,12 +59,14 @@ class Attention(nn.Module):
         q = self._heads(self.query(hidden))    # (B, H, Lq, d)
         k, v = self.key_values(context) if kv is None else kv  # (B, H, Lk, d) each
         b, _, lq, _ = q.shape
-        if return_scores:
+        unfused = return_scores or (self.training and self.dropout_p > 0 and not self.fused_dropout)
+        if unfused:
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, H, Lq, Lk)
             if mask is not None:
                 scores = scores + mask
             probs = self.dropout(scores.softmax(dim=-1))
             ctx = probs @ v
+            scores = scores if return_scores else None
         else:
             # Same computation through the fused kernel (no scores materialised for the caller).
             scores = None

@@ -28,6 +28,7 @@ from minivln_core.env.expert import map_expert
 from minivln_core.eval.evaluate import EvalSpec, build_env, evaluate_policy
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import save_pretrained
+from minivln_core.models.dropout import use_fast_dropout
 from minivln_core.models.loading import load_policy
 from minivln_core.train import distributed as D
 from minivln_core.train.batches import global_batch
@@ -62,6 +63,9 @@ class FinetuneConfig(Validated):
     best_split: str = "val_unseen"
     best_metric: str = "spl"
     threads: int = 0                        # torch CPU threads (0 = default)
+    # Dropout masks from numpy's PCG64 ("numpy", models.dropout: several times faster on a CPU, same
+    # distribution, reproducible from the step seed) or torch's generator ("torch", the original runs').
+    dropout_rng: Literal["torch", "numpy"] = "torch"
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=50, grad_clip=40.0,
                                                                    schedule="constant"))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, eval_every=250, save_every=50))
@@ -166,14 +170,11 @@ def build_policy(cfg: FinetuneConfig, feature_dim: int) -> DuetPolicy:
     return policy
 
 
-def run_finetune(cfg: FinetuneConfig, run_dir: Path, meta: dict[str, Any] | None = None,
-                 progress: bool = True, make_task: Callable[..., nn.Module] = FinetuneTask) -> dict[str, Any]:
-    """Fine-tune, evaluating every `loop.eval_every` steps; writes `best/` and `last/` under run_dir.
+def build_finetune_task(cfg: FinetuneConfig, info: D.DistInfo,
+                        make_task: Callable[..., nn.Module] = FinetuneTask) -> tuple[nn.Module, WorldPaths]:
+    """The trained task (policy + rollouts over the world's train episodes) and the world's paths.
 
-    make_task(policy, cfg, episodes, env, info) builds the trained task (stage-2 distillation passes
-    its own, `distill.stage2.run_distill_finetune`), like `train.pretrain.run_pretrain`'s.
-    """
-    info = D.init_distributed()
+    Sets the torch threads; the policy is built right after seeding torch with `loop.seed`."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     paths = WorldPaths(Path(cfg.world), cfg.features).check()
@@ -185,7 +186,21 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, meta: dict[str, Any] | None
     feature_dim = env.features.get(episodes[0].scan, episodes[0].start).shape[1]
     torch.manual_seed(cfg.loop.seed)
     policy = build_policy(cfg, feature_dim)
-    task = make_task(policy, cfg, episodes, env, info)
+    if cfg.dropout_rng == "numpy":
+        use_fast_dropout(policy)
+    return make_task(policy, cfg, episodes, env, info), paths
+
+
+def run_finetune(cfg: FinetuneConfig, run_dir: Path, meta: dict[str, Any] | None = None,
+                 progress: bool = True, make_task: Callable[..., nn.Module] = FinetuneTask) -> dict[str, Any]:
+    """Fine-tune, evaluating every `loop.eval_every` steps; writes `best/` and `last/` under run_dir.
+
+    make_task(policy, cfg, episodes, env, info) builds the trained task (stage-2 distillation passes
+    its own, `distill.stage2.run_distill_finetune`), like `train.pretrain.run_pretrain`'s.
+    """
+    info = D.init_distributed()
+    task, paths = build_finetune_task(cfg, info, make_task)
+    policy = task.policy
     trainer = Trainer(run_dir, task, cfg.optim, cfg.loop, {"name": run_dir.name, "kind": "finetune", **(meta or {})},
                       info, progress)
 

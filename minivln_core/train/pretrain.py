@@ -27,6 +27,7 @@ from minivln_core.errors import ConfigError, DataError
 from minivln_core.eval.evaluate import EvalSpec, build_env
 from minivln_core.models import preset
 from minivln_core.models.checkpoint import save_pretrained
+from minivln_core.models.dropout import use_fast_dropout
 from minivln_core.models.pretrain import DuetPretrainModel
 from minivln_core.train import distributed as D
 from minivln_core.train.batches import global_batch
@@ -69,6 +70,9 @@ class PretrainConfig(Validated):
     max_traj_nodes: int = 20                # panoramas with gradient before the end node (DUET TRAIN_MAX_STEP)
     max_instr_len: int = 200                # instruction tokens kept ([CLS] ... [SEP])
     threads: int = 0                        # torch CPU threads (0 = default)
+    # Dropout masks from numpy's PCG64 ("numpy", models.dropout: several times faster on a CPU, same
+    # distribution, reproducible from the step seed) or torch's generator ("torch", the original runs').
+    dropout_rng: Literal["torch", "numpy"] = "torch"
     eval_splits: list[str] = field(default_factory=lambda: ["val_seen", "val_unseen"])
     eval_limit: int = 64                    # validation instructions per split (0 = all)
     eval_batch_size: int = 16
@@ -188,6 +192,8 @@ def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None
     env = build_env(EvalSpec(paths.root, cfg.task, "train", features=cfg.features), episodes)
     torch.manual_seed(cfg.loop.seed)
     model = build_pretrain_model(cfg, env)
+    if cfg.dropout_rng == "numpy":
+        use_fast_dropout(model)
     task = make_task(model, cfg, episodes, env, info)
     base_meta = {"task": cfg.task, "preset": cfg.preset, "kind": "pretrain", "mrc_classes": model.mrc_classes,
                  **(meta or {})}

@@ -1,0 +1,191 @@
+"""Training throughput on a CPU: fine-tuning steps timed under several settings, interleaved.
+
+`minivln bench-train` runs this. A *variant* is a set of training settings: how many processes
+(gloo DDP over loopback, the global batch split between them, as under torchrun), torch threads per
+process, the dropout generator (`dropout_rng`, models.dropout) and the precision (fp32, or bf16
+autocast for forward and backward with fp32 master weights and optimiser). Each measurement starts
+the variant's processes afresh, runs `warmup` untimed and `steps` timed optimiser steps of the same
+global batches, and the variants take turns round after round, so a machine that slows down
+during the run slows every variant alike. Throughput is training samples (episodes) per second.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.multiprocessing as mp
+
+from minivln_core.config import Validated
+from minivln_core.errors import ConfigError
+from minivln_core.train import distributed as D
+from minivln_core.train.finetune import FinetuneConfig, build_finetune_task
+from minivln_core.train.optim import build_optimizer
+
+CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx512f")
+
+
+@dataclass(frozen=True)
+class Variant(Validated):
+    """Training settings to time."""
+
+    processes: int = 1                              # DDP processes (gloo on loopback); 1 = plain
+    threads: int = 0                                # torch threads per process (0 = torch's default)
+    dropout_rng: Literal["torch", "numpy"] = "torch"
+    precision: Literal["fp32", "bf16"] = "fp32"     # bf16: torch.autocast on the CPU
+
+    def validate(self) -> None:
+        if self.processes < 1 or self.threads < 0:
+            raise ConfigError("variant keys 'processes' (>= 1) and 'threads' (>= 0) are out of range")
+
+
+@dataclass(frozen=True)
+class ThroughputConfig(Validated):
+    """What `minivln bench-train` times."""
+
+    preset: str = "duet-small"
+    train_alg: Literal["dagger", "imitation"] = "dagger"
+    batch_size: int = 16
+    max_steps: int = 15
+    houses: int = 8                 # houses of the generated world (when no world is given)
+    world: str | None = None        # an existing world folder instead
+    features: str = "views"
+    warmup: int = 1                 # untimed steps per measurement
+    steps: int = 3                  # timed steps per measurement
+    rounds: int = 3                 # measurements per variant, interleaved
+    baseline: Variant = field(default_factory=Variant)    # today's default: one process, fp32, torch dropout
+    fast: Variant = field(default_factory=lambda: Variant(processes=2, threads=1, dropout_rng="numpy"))
+    bf16: bool = False              # also time both variants under bf16 autocast ("baseline_bf16", "fast_bf16")
+
+    def validate(self) -> None:
+        if min(self.batch_size, self.steps, self.rounds) < 1 or self.warmup < 0:
+            raise ConfigError("config keys 'batch_size', 'steps', 'rounds' must be >= 1 and 'warmup' >= 0")
+        for name, v in self.variants().items():
+            if self.batch_size % v.processes:
+                raise ConfigError(f"variant '{name}': batch_size {self.batch_size} does not split over "
+                                  f"{v.processes} processes")
+
+    def variants(self) -> dict[str, Variant]:
+        out = {"baseline": self.baseline, "fast": self.fast}
+        if self.bf16:
+            out.update(baseline_bf16=replace(self.baseline, precision="bf16"),
+                       fast_bf16=replace(self.fast, precision="bf16"))
+        return out
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU model name and which of the low-precision flags it has (from /proc/cpuinfo)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "flags": {f: f in flags for f in CPU_FLAGS}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, cfg: FinetuneConfig, variant: Variant, start: int, warmup: int, steps: int,
+            port: int, out: str) -> None:
+    """One process of a measurement: build the task, run the steps; rank 0 writes the step times."""
+    if variant.processes > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                          WORLD_SIZE=str(variant.processes), LOCAL_RANK=str(rank))
+    info = D.init_distributed()
+    task, _ = build_finetune_task(cfg, info)
+    optimizer = build_optimizer(task, cfg.optim)
+    ddp = D.wrap(task, info)
+    task.train()
+    times = []
+    for step in range(start, start + warmup + steps):
+        D.barrier(info)
+        began = time.perf_counter()
+        torch.manual_seed(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.precision == "bf16"):
+            loss, _ = ddp(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        D.barrier(info)
+        times.append(time.perf_counter() - began)
+    if info.is_main:
+        Path(out).write_text(" ".join(f"{t:.6f}" for t in times[warmup:]))
+    if info.enabled:
+        torch.distributed.destroy_process_group()
+
+
+def measure(cfg: FinetuneConfig, variant: Variant, start: int, warmup: int, steps: int) -> list[float]:
+    """Seconds per optimiser step of `variant` (its processes started afresh, spawn)."""
+    cfg = replace(cfg, threads=variant.threads, dropout_rng=variant.dropout_rng)
+    with tempfile.TemporaryDirectory(prefix="minivln-throughput-") as tmp:
+        out = str(Path(tmp) / "times.txt")
+        args = (cfg, variant, start, warmup, steps, _free_port(), out)
+        mp.start_processes(_worker, args=args, nprocs=variant.processes, join=True, start_method="spawn")
+        return [float(x) for x in Path(out).read_text().split()]
+
+
+def run_throughput(cfg: ThroughputConfig, progress: bool = True) -> dict[str, Any]:
+    """Time every variant, interleaved; returns the report (baseline, fast, speedup, settings, CPU)."""
+    from minivln_core.data.synth import SynthConfig, generate_world
+
+    with tempfile.TemporaryDirectory(prefix="minivln-throughput-world-") as tmp:
+        world = cfg.world
+        if world is None:
+            world = str(Path(tmp) / "world")
+            generate_world(world, SynthConfig(houses=cfg.houses, seed=0))
+        ft = FinetuneConfig(world=world, features=cfg.features, preset=cfg.preset, batch_size=cfg.batch_size,
+                            train_alg=cfg.train_alg, max_steps=cfg.max_steps, eval_splits=[])
+        times: dict[str, list[float]] = {name: [] for name in cfg.variants()}
+        for r in range(cfg.rounds):
+            for name, variant in cfg.variants().items():
+                # Every variant sees the same global batches in a round: step numbers fix them.
+                times[name] += measure(ft, variant, r * (cfg.warmup + cfg.steps), cfg.warmup, cfg.steps)
+                if progress:
+                    print(f"[bench-train] round {r + 1}/{cfg.rounds} {name}: "
+                          f"{statistics.median(times[name]):.2f} s/step so far", flush=True)
+    report: dict[str, Any] = {"preset": cfg.preset, "train_alg": cfg.train_alg, "batch_size": cfg.batch_size,
+                              "steps_per_measurement": cfg.steps, "rounds": cfg.rounds, "cpu": cpu_info(),
+                              "torch": torch.__version__}
+    for name, variant in cfg.variants().items():
+        step_s = statistics.median(times[name])
+        report[name] = {"settings": asdict(variant), "step_s": step_s, "samples_per_s": cfg.batch_size / step_s,
+                        "step_s_all": [round(t, 4) for t in times[name]]}
+    report["speedup"] = report["fast"]["samples_per_s"] / report["baseline"]["samples_per_s"]
+    return report
+
+
+def throughput_chart(report: dict[str, Any], path: Path) -> None:
+    """Samples per second of every variant, one bar each (median step; the dots are single steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minivln_core.io_utils import finish_figure
+
+    names = [k for k, v in report.items() if isinstance(v, dict) and "step_s" in v]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for i, name in enumerate(names):
+        r = report[name]
+        ax.bar(i, r["samples_per_s"], 0.6, color="#4a6fa5" if name.startswith("fast") else "#9aa9bf")
+        ax.scatter([i] * len(r["step_s_all"]), [report["batch_size"] / t for t in r["step_s_all"]], s=8,
+                   color="black", zorder=3)
+    ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names])
+    ax.set_ylabel("training samples / s")
+    finish_figure(fig, path, f"{report['preset']} {report['train_alg']}, batch {report['batch_size']}: "
+                             f"fast {report['speedup']:.2f}x ({report['cpu']['model']})")
