@@ -2,10 +2,11 @@
 
 `run_distill_finetune` is fine-tuning (`train.finetune.run_finetune`) with a task whose `extra_loss`
 is a `FinetuneDistiller`, called after every decision of every training rollout (stage 1 hooks into
-pretraining the same way: `distill.stage1`). It runs the frozen fine-tuned teacher on the student's own rollout. Each episode gets a
-teacher EpisodeState with its own GraphMap, fed the same observations. The teacher is forced to
-take the student's action (`feedback='teacher'` with the student's choice as the expert), so both
-maps hold the same nodes in the same order; this is checked at every step. The terms, each summed
+pretraining the same way: `distill.stage1`). It runs the frozen fine-tuned teacher on the student's
+own rollout. Each episode gets a teacher EpisodeState with its own GraphMap, fed the same
+observations. The teacher is forced to take the student's action (`feedback='teacher'` with the
+student's choice as the expert), so both maps hold the same nodes in the same order; this is
+checked at every step. The terms, each summed
 over the step's episodes like the navigation loss, are:
 - L_txt  = MSE(f_L teacher, f_L student W_l), once per episode (the instruction encoding);
 - L_pano = MSE(R teacher, R student W_r), with R the current node's panorama summary: the
@@ -53,6 +54,7 @@ class DistillFinetuneConfig(FinetuneConfig):
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad key."""
+        super().validate()
         if self.kd_weight < 0:
             raise ConfigError(f"config key 'kd_weight' must be >= 0, got {self.kd_weight}")
         if self.kd_temperature <= 0:

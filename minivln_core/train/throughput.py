@@ -120,6 +120,8 @@ def _worker(rank: int, cfg: FinetuneConfig, variant: Variant, start: int, warmup
             loss, _ = ddp(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.optim.grad_clip > 0:  # as the trainer does
+            torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.optim.grad_clip)
         optimizer.step()
         D.barrier(info)
         times.append(time.perf_counter() - began)
