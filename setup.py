@@ -23,6 +23,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/recipes", glob("config/recipes/*.yaml")),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
+        # shipped checkpoints (docs/checkpoints.md): weights, configs, model cards
+        *[(f"share/{PACKAGE}/{folder.rstrip('/')}", sorted(glob(f"{folder}*"))) for folder in sorted(glob("checkpoints/*/"))],
         # pip ignores setup.cfg's install_scripts: install the executables where launch_ros looks.
         (f"lib/{PACKAGE}", ["scripts/ros/navigator", "scripts/ros/sim_robot"]),
     ],

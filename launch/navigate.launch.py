@@ -1,13 +1,14 @@
 """Start the MiniVLN navigator (and optionally the simulated robot) on a ROS 2 machine.
 
+    ros2 launch minivln_ros navigate.launch.py use_sim:=true        # embedded-student on the embedded world
     ros2 launch minivln_ros navigate.launch.py checkpoint:=/path/to/ckpt
     ros2 launch minivln_ros navigate.launch.py checkpoint:=CKPT use_sim:=true world:=WORLD namespace:=robot1
-    ros2 launch minivln_ros navigate.launch.py checkpoint:=CKPT use_sim:=true \
-        features_file:=$HOME/.cache/minivln/world/features/views_vit.h5   # the embedded world
 
-With use_sim and no `world`, sim_robot plays the embedded world, built on first use into
-~/.cache/minivln/world (`world_cache` in config/sim_robot.yaml; minutes on a small CPU). A
-checkpoint without extractor.json (e.g. from `minivln pipeline`) needs `features_file`.
+`checkpoint` is a folder or a shipped checkpoint's name (`minivln checkpoints`); the default,
+embedded-student, is trained on the embedded world. With use_sim and no `world`, sim_robot plays
+the embedded world, built on first use into ~/.cache/minivln/world (`world_cache` in
+config/sim_robot.yaml; about a minute on 2 cores). A checkpoint without extractor.json (e.g. from
+`minivln pipeline`) needs `features_file` (the world's features/views_vit.h5).
 
 Then: ros2 topic pub --once instruction std_msgs/msg/String "{data: 'walk past the sofa and stop at the bathroom door'}"
 (inside the namespace if one is given). Without launch_ros, start the executables directly with
@@ -32,7 +33,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="navigator parameters (YAML, node name 'navigator')"),
         DeclareLaunchArgument("sim_params_file", default_value=str(config / "sim_robot.yaml"),
                               description="sim_robot parameters (YAML, node name 'sim_robot')"),
-        DeclareLaunchArgument("checkpoint", description="checkpoint directory of the policy (overrides the file)"),
+        DeclareLaunchArgument("checkpoint", default_value="embedded-student",
+                              description="checkpoint directory or shipped checkpoint name of the policy "
+                                          "(overrides the params file)"),
         DeclareLaunchArgument("features_file", default_value="",
                               description="views_vit.h5 giving the extractor settings when the checkpoint "
                                           "has no extractor.json"),

@@ -67,6 +67,33 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return removed
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+# Modes open() and mkdir() would give: mkstemp's and mkdtemp's private 0o600 / 0o700 would make
+# every atomically written file and folder unreadable to others (shipped checkpoints included).
+def _file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def _dir_mode() -> int:
+    return 0o777 & ~_umask()
+
+
+def default_mode(path: str | Path) -> None:
+    """Give a file written by a library through a private temporary (safetensors does) the mode
+    open() would have given it."""
+    os.chmod(path, _file_mode())
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)` for a temporary file beside `path`, fsync it, then rename over `path`.
 
@@ -78,6 +105,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, _file_mode())
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -211,6 +239,7 @@ def atomic_directory(directory: str | Path) -> Iterator[Path]:
     restore_interrupted(directory)
     _remove_stale_temporaries(directory)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    os.chmod(tmp, _dir_mode())
     try:
         yield tmp
         for path in tmp.iterdir():

@@ -20,10 +20,11 @@ dropped messages by kind. `dropped` counts every dropped message by kind, `warne
 per kind (always 1 for a kind that occurred) and `received` every message by topic.
 
 Stamps: a panorama, waypoint set, odometry pose or dynamic transform stamped more than
-`max_data_age` in the past (stale) or in the future, or older than the one held (out of
-order), is dropped. Work stays bounded under bursts: callbacks only convert and keep the latest
-input of each topic (topic queues are KEEP_LAST `qos_depth`), and at most one decision runs per
-timer tick, only when the robot has reached its last goal.
+`max_data_age` in the past (stale), more than `max_clock_skew` ahead of the node's clock (held,
+it would make every real input look out of order until the clock caught up), or older than the
+one held (out of order), is dropped. Work stays bounded under bursts: callbacks only convert and
+keep the latest input of each topic (topic queues are KEEP_LAST `qos_depth`), and at most one
+decision runs per timer tick, only when the robot has reached its last goal.
 
 Run: `python -m minivln_ros.navigator_node --ros-args --params-file config/navigator.yaml`.
 """
@@ -147,11 +148,14 @@ class NavigatorNode(Node):
         """Count a dropped input and report it once: a warning for the first of its kind, else debug."""
         self.dropped[err.kind] += 1
         self._unreported[err.kind] += 1
+        detail = str(err)
+        if not detail.isprintable():  # a sender's text not quoted where it was raised (tf_pose's frame ids)
+            detail = repr(detail)     # must not forge log lines either: quoted like instructions
         if self.warned[err.kind]:
-            self.get_logger().debug(f"dropped input [{err.kind}]: {err}")
+            self.get_logger().debug(f"dropped input [{err.kind}]: {detail}")
         else:
             self.warned[err.kind] += 1
-            self.get_logger().warning(f"dropped input [{err.kind}]: {err} (first of its kind; the next ones are "
+            self.get_logger().warning(f"dropped input [{err.kind}]: {detail} (first of its kind; the next ones are "
                                       f"summed up every {self.p.drop_report_period:g} s)")
 
     def _report_drops(self) -> None:
@@ -164,8 +168,8 @@ class NavigatorNode(Node):
         self._unreported.clear()
 
     def _check_stamp(self, stamp: float, what: str, held: Stamped | None) -> None:
-        """InputError if `stamp` is stale, in the future or older than the input held."""
-        check_age(stamp, self._now(), self.p.max_data_age, what)
+        """InputError if `stamp` is stale, ahead of the node's clock or older than the input held."""
+        check_age(stamp, self._now(), self.p.max_data_age, self.p.max_clock_skew, what)
         check_order(stamp, None if held is None else held.stamp, what)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -227,8 +231,8 @@ class NavigatorNode(Node):
         for ts in transforms_of(msg):
             try:
                 if not static:
-                    check_age(stamp_seconds(ts.header), self._now(), self.p.max_data_age, "tf", stale=False,
-                              name=f"transform '{ts.header.frame_id}' -> '{ts.child_frame_id}'")
+                    check_age(stamp_seconds(ts.header), self._now(), self.p.max_data_age, self.p.max_clock_skew,
+                              "tf", stale=False, name=f"transform {ts.header.frame_id!r} -> {ts.child_frame_id!r}")
                 add_transform(self.tf, ts, static)
             except InputError as err:
                 self._drop(err)

@@ -18,6 +18,8 @@ from typing import Any
 
 from rclpy.validate_topic_name import validate_topic_name
 
+from minivln_core.errors import DataError
+from minivln_core.models.shipped import resolve_checkpoint
 from minivln_ros.param_spec import ParamError, Spec, declare, param, specs_of
 
 __all__ = ["NAVIGATOR", "SIM_ROBOT", "NavigatorParams", "ParamError", "SimRobotParams", "Spec", "declare",
@@ -28,7 +30,8 @@ __all__ = ["NAVIGATOR", "SIM_ROBOT", "NavigatorParams", "ParamError", "SimRobotP
 class NavigatorParams:
     """The navigator's parameters; an instance holds their values."""
 
-    checkpoint: str = param("", "checkpoint directory (config.json + model.safetensors, from save_pretrained)")
+    checkpoint: str = param("embedded-student", "checkpoint directory or a shipped checkpoint's name (`minivln "
+                                                "checkpoints`); embedded-student navigates the embedded world")
     vit_weights_dir: str = param("", "ViT weights folder; empty = the one recorded in the extractor settings")
     features_file: str = param("", "view feature file whose 'extractor_config' attribute gives the extractor "
                                    "settings, used when the checkpoint has no extractor.json")
@@ -43,8 +46,11 @@ class NavigatorParams:
     arrival_tolerance: float = param(0.5, "metres within which the robot has reached a goal", 0.01, 10.0)
     goal_timeout: float = param(120.0, "seconds to reach a goal before the episode fails", 0.1, 86400.0)
     max_data_age: float = param(5.0, "seconds after which a panorama / waypoint set / pose is stale", 0.01, 3600.0)
+    max_clock_skew: float = param(0.5, "seconds an input's stamp may be ahead of the node's clock (clock skew "
+                                       "between machines); further ahead it is dropped, not held", 0.0, 60.0)
     max_instruction_chars: int = param(2000, "longest accepted instruction (characters)", 1, 100000)
-    max_pano_width: int = param(8192, "widest accepted panorama (pixels)", 24, 32768)
+    max_pano_width: int = param(4096, "widest accepted panorama (pixels); bounds the cost of decoding one "
+                                      "(sim_robot's are 768 wide)", 24, 32768)
     max_waypoints: int = param(64, "most waypoints accepted in one PoseArray", 1, 10000)
     feature_cache_size: int = param(512, "places whose ViT features are kept (LRU) across episodes; bounds the "
                                          "navigator's memory", 0, 1_000_000)
@@ -119,8 +125,12 @@ SIM_ROBOT: dict[str, Spec] = specs_of(SimRobotParams)
 def validate_navigator(p: NavigatorParams) -> None:
     """Start-up checks that need more than a range (paths, frames, topic names)."""
     if not p.checkpoint:
-        raise ParamError("parameter 'checkpoint' is required (a directory written by save_pretrained)")
-    if not (Path(p.checkpoint) / "config.json").is_file():
+        raise ParamError("parameter 'checkpoint' is required (a checkpoint directory or a shipped name)")
+    try:
+        folder = resolve_checkpoint(p.checkpoint)
+    except DataError as exc:
+        raise ParamError(f"parameter 'checkpoint': {exc}") from None
+    if not (folder / "config.json").is_file():
         raise ParamError(f"parameter 'checkpoint': {p.checkpoint} is not a checkpoint directory (no config.json)")
     if p.vit_weights_dir and not Path(p.vit_weights_dir).is_dir():
         raise ParamError(f"parameter 'vit_weights_dir': {p.vit_weights_dir} is not a directory")

@@ -80,6 +80,15 @@ def online(tmp_path_factory) -> dict[str, Path]:
     return build_online_fixture(tmp_path_factory.mktemp("online"))
 
 
+@pytest.fixture(scope="session")
+def embedded_world(tmp_path_factory) -> Path:
+    """The embedded world (sim_robot's default, embedded-student's training world) with its ViT
+    features, built once per session into a private cache (about a minute on 2 cores)."""
+    from minivln_core.experiments.embedded_world import ensure_embedded_world
+
+    return ensure_embedded_world(tmp_path_factory.mktemp("embedded_cache"))
+
+
 @pytest.fixture
 def ros_context():
     """An initialised rclpy context of its own (in the session's domain), shut down after the test."""

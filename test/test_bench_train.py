@@ -10,7 +10,8 @@ import pytest
 
 from minivln_core.cli import main
 from minivln_core.errors import ConfigError
-from minivln_core.train.throughput import ThroughputConfig, Variant, cpu_info
+from minivln_core.provenance import cpu_info
+from minivln_core.train.throughput import ThroughputConfig, Variant
 
 
 def test_report_of_a_tiny_interleaved_run(tmp_path, capsys) -> None:
@@ -35,5 +36,5 @@ def test_settings_are_checked() -> None:
         ThroughputConfig(batch_size=16, fast=Variant(processes=3))
     with pytest.raises(ConfigError, match="processes"):
         Variant(processes=0)
-    assert set(ThroughputConfig(bf16=True).variants()) == {"baseline", "fast", "baseline_bf16", "fast_bf16"}
+    assert set(ThroughputConfig(bf16=True).variants()) == {"baseline", "fast", "baseline_bf16", "fast_fp32"}
     assert isinstance(cpu_info()["flags"]["avx512_bf16"], bool)

@@ -21,9 +21,17 @@ def test_pipeline_writes_a_report_and_resumes(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     rows = report["results"]
     assert report["features"] == "views_vit"
-    assert [r["split"] for r in rows] == ["val_seen"] * 4 + ["val_unseen"] * 4
-    policies = [r["policy"] for r in rows[:4]]
-    assert policies == ["shortest-path expert", "random walk", "teacher tiny-teacher", "student tiny-student (untrained)"]
+    # the teacher beside the four students this job distils from it (no untrained stand-in); the
+    # tiny world is not the embedded world, so no shipped checkpoint joins the table
+    assert [r["split"] for r in rows] == ["val_seen"] * 7 + ["val_unseen"] * 7 and report["shipped"] is None
+    policies = [r["policy"] for r in rows[:7]]
+    assert policies == ["shortest-path expert", "random walk", "teacher tiny-teacher",
+                        *(f"student #{i} {name} (distilled here)" for i, name in
+                          enumerate(["two-stage", "pretrain-kd", "finetune-kd", "no-kd"], 1))]
+    ablation_rows = json.loads((tmp_path / "ablation" / "ablation.json").read_text())["results"]
+    two_stage = next(r for r in ablation_rows if r["id"] == "#1" and r["split"] == "val_unseen")
+    assert next(r for r in rows if r["policy"].startswith("student #1") and r["split"] == "val_unseen")["sr"] == \
+        two_stage["sr"]
     for r in rows:
         assert r["num_episodes"] == 4
         if r["policy"] == "shortest-path expert":

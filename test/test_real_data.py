@@ -84,9 +84,9 @@ def test_reverie_annotations_and_boxes_load(shared_data, graphs):
     bboxes_path = _find(shared_data, "BBoxes.json")
     index = ObjectIndex.load(bboxes_path)
     assert len(index.scans()) > 0
-    for annotations in sorted(shared_data.rglob("REVERIE_*.json")):
-        episodes = load_reverie(annotations, bboxes=index, tokenize=False)
-        assert episodes, annotations
+    for reverie_file in sorted(shared_data.rglob("REVERIE_*.json")):
+        episodes = load_reverie(reverie_file, bboxes=index, tokenize=False)
+        assert episodes, reverie_file
         for ep in episodes:
             assert ep.scan in graphs
             if ep.obj_id is not None and ep.goal_viewpoints:

@@ -32,7 +32,9 @@ def q(*words: str) -> str:
 def old_teacher(out="runs/recipe", preset="minivln-small", imitation="1000", dagger="1000", threads="1"):
     lines = [f"[ -e {out}/world/world.json ] || " + q("synth", "--out", f"{out}/world", "--houses", "60")]
     common = ["--world", f"{out}/world", "--quiet", "--set", "features=views", "--set", "batch_size=16",
-              "--set", "optim.lr=5e-4", "--set", "eval_limit=150", "--set", f"threads={threads}"]
+              "--set", "optim.lr=5e-4", "--set", "eval_limit=150", "--set", f"threads={threads}",
+              # added with the recipe's training-speed parameters (their defaults are the old behaviour)
+              "--set", "loop.processes=1", "--set", "loop.precision=fp32", "--set", "dropout_rng=torch"]
     lines.append(q("finetune", "--out", f"{out}/imitation", *common, "--set", f"preset={preset}",
                    "--set", "train_alg=imitation", "--set", f"loop.steps={imitation}", "--set", "loop.eval_every=500"))
     lines.append(q("finetune", "--out", f"{out}/dagger", *common, "--set", f"init={out}/imitation/last",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -274,9 +275,21 @@ def test_sim_robot_without_world_uses_the_embedded_world(online, ros_context, tm
         node.destroy_node()
 
 
+def test_ros_demo_default_navigates_the_embedded_world_with_the_shipped_student(embedded_world, tmp_path) -> None:
+    """`minivln ros-demo` with no world and no checkpoint: the embedded world and the navigator's default
+    `checkpoint` parameter, the shipped embedded-student, resolved by name in the node."""
+    env = dict(ros_environment(tmp_path / "roslog"), MINIVLN_CACHE=str(embedded_world.parent))
+    proc = subprocess.run([sys.executable, "-m", "minivln_core", "ros-demo", "--episodes", "2", "--timeout", "400",
+                           "--workdir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=500)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "embedded-student" in proc.stdout and "[ros-demo] 2 episode(s)" in proc.stdout
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"instr_id"')]
+    assert len(records) == 2 and all(len(r["trajectory"]) >= 2 for r in records)
+
+
 def test_ros_demo_smoke(tmp_path) -> None:
-    """`minivln ros-demo` without arguments: tiny world, two ROS processes, one scored episode (~20 s)."""
-    proc = subprocess.run([sys.executable, "-m", "minivln_core", "ros-demo", "--max-steps", "3", "--timeout", "90",
+    """`minivln ros-demo --tiny`: tiny world, two ROS processes, one scored episode (~20 s)."""
+    proc = subprocess.run([sys.executable, "-m", "minivln_core", "ros-demo", "--tiny", "--max-steps", "3", "--timeout", "90",
                            "--workdir", str(tmp_path)], env=ros_environment(tmp_path / "roslog"), capture_output=True,
                           text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -133,6 +133,33 @@ def test_two_process_gloo_ddp_equals_one_process(world, tmp_path):
         assert torch.allclose(a[key], b[key], atol=1e-5), key
 
 
+def test_two_process_dagger_reaches_every_parameter_every_step(world, tmp_path):
+    """FinetuneTask tells DDP that no parameter goes unused (find_unused_parameters=False): were one
+    unused, DDP would fail at the second step. bf16 autocast (`loop.precision`) on the way."""
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "minivln_core", "finetune", "--world",
+           str(world), "--out", str(tmp_path / "ddp"), "--set", "loop.steps=3", *COMMON,
+           "--set", "train_alg=dagger", "--set", "loop.precision=bf16", "--set", "dropout_rng=numpy"]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "ddp").values())
+
+
+def test_loop_processes_spawns_ranks_that_equal_one_process(world, tmp_path):
+    """`loop.processes: 2` (no torchrun): two spawned gloo ranks give the one-process weights."""
+    cfg = FinetuneConfig(world=str(world), preset="tiny-student", batch_size=4, eval_limit=4, max_steps=6,
+                         eval_splits=["val_unseen"], train_alg="imitation", hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, feat_dropout=0.0)
+    loop = type(cfg.loop)(steps=2, eval_every=0, save_every=2)
+    from dataclasses import replace
+
+    one = run_finetune(replace(cfg, loop=loop), tmp_path / "one", progress=False)
+    two = run_finetune(replace(cfg, loop=replace(loop, processes=2)), tmp_path / "two", progress=False)
+    assert one["steps"] == two["steps"] == 2
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def test_imitation_learns_to_follow_instructions_it_was_trained_on(world):
     """End-to-end learnability: 8 training episodes are memorised (greedy rollouts reach the goal)."""
     from minivln_core.agent.agent import NavigationAgent

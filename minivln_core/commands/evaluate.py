@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy
+from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy, evaluate_random_walk
 from minivln_core.eval.trajectories import summary_text
 from minivln_core.models import DuetPolicy, PRESETS, preset
 from minivln_core.models.loading import load_policy
@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Greedy rollouts on a world folder (see `minivln synth`); writes "
                                    "<name>_<split>_results.json (standard format) and <name>_<split>_metrics.json.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint directory")
+    src.add_argument("--checkpoint", help="checkpoint directory or a shipped checkpoint's name (`minivln checkpoints`)")
     src.add_argument("--preset", choices=sorted(PRESETS), help="randomly initialised preset (a baseline)")
     src.add_argument("--expert", action="store_true", help="the shortest-path expert (upper bound)")
+    src.add_argument("--random-walk", action="store_true", help="a random walk of 4-7 hops (the floor)")
     p.add_argument("--world", required=True, help="world folder (connectivity/, annotations/, features/)")
     p.add_argument("--task", choices=["r2r", "reverie"], default="r2r")
     p.add_argument("--split", default="val_unseen")
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="evaluate without vision (view features zeroed) or language (empty instructions), "
                         "as the policy was trained with `finetune --set ablation=...`")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of a preset's random initialisation")
+    p.add_argument("--seed", type=int, default=0, help="seed of a preset's random initialisation or of the random walk")
     p.set_defaults(func=run)
 
 
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.expert:
         name, metrics = "expert", evaluate_expert(spec, out)
+    elif args.random_walk:
+        name, metrics = "random", evaluate_random_walk(spec, out, args.seed)
     else:
         if args.checkpoint:
             model, name = load_policy(args.checkpoint), Path(args.checkpoint).name

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from minivln_core.config import build_config, save_yaml
+from minivln_core.config import build_config
 
 T = TypeVar("T")
 
@@ -23,14 +23,11 @@ def add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def resolve(args: argparse.Namespace, cls: type[T], **changes) -> tuple[T, Path]:
-    """The config (defaults <- --config <- --set <- --world / changes) and the run folder, with
-    the resolved config saved there as config.yaml."""
+    """The config (defaults <- --config <- --set <- --world / changes) and the run folder (the
+    training run saves the resolved config there as config.yaml)."""
     cfg = build_config(cls, yaml_path=args.config, overrides=args.set)
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.world:
         changes["world"] = args.world
     cfg = replace(cfg, **changes) if changes else cfg
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, out / "config.yaml")
-    return cfg, out
+    return cfg, Path(args.out)

@@ -29,8 +29,8 @@ from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_polic
 from minivln_core.eval.report import render_table, write_report
 from minivln_core.io_utils import read_json_or_none
 from minivln_core.experiments.distill_ablation import BUDGETS, AblationConfig, render_ablation_table, run_ablation
-from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.loading import load_policy
+from minivln_core.models.shipped import list_shipped
 from minivln_core.perception.config import ExtractorConfig, embedded_world_extractor
 from minivln_core.train.finetune import FinetuneConfig, run_finetune
 from minivln_core.train.optim import OptimConfig
@@ -140,6 +140,15 @@ def distill_ablation(out: Path, paths: WorldPaths, features: str, teacher_dir: P
     return report
 
 
+def shipped_for(config: PipelineConfig) -> str | None:
+    """The shipped checkpoint trained on exactly this job's world and features, if any (the
+    embedded world's `embedded-student`); the report shows it beside what the job trains."""
+    embedded = (config.world == SynthConfig() and config.features == "vit" and config.task == "r2r"
+                and config.extractor == embedded_world_extractor())
+    names = {s.name for s in list_shipped()}
+    return "embedded-student" if embedded and "embedded-student" in names else None
+
+
 def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True) -> None:
     """Every stage of the main job into `out` (resumable); prints the tables and writes the report."""
     if config.threads:
@@ -154,9 +163,7 @@ def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True)
     if features == "views_vit":  # the robot rebuilds the same extractor from the checkpoint alone
         save_extractor_config(teacher_dir, config.extractor)
     teacher = load_policy(teacher_dir)
-    torch.manual_seed(config.seed)
-    feature_dim = teacher.config.image_feat_size
-    student = DuetPolicy(preset(config.student_preset, config.task, image_feat_size=feature_dim)).eval()
+    shipped = shipped_for(config)
     rows: list[dict[str, Any]] = []
     for split in config.splits:
         spec = EvalSpec(paths.root, config.task, split, config.batch_size, config.max_steps, config.eval_limit,
@@ -167,13 +174,20 @@ def run_pipeline(config: PipelineConfig, out: str | Path, progress: bool = True)
                      **evaluate_random_walk(spec, evals, config.seed)})
         rows.append({"policy": f"teacher {config.teacher_preset}", "split": split,
                      "params": teacher.num_parameters(), **evaluate_policy(teacher, spec, evals, "teacher", progress)})
-        rows.append({"policy": f"student {config.student_preset} (untrained)", "split": split,
-                     "params": student.num_parameters(),
-                     **evaluate_policy(student, spec, evals, "student-untrained", progress)})
-    extra: dict[str, Any] = {"config": to_dict(config), "world": str(paths.root), "features": features}
+        if shipped:  # trained elsewhere on this same world: what the robot runs by default
+            policy = load_policy(shipped)
+            rows.append({"policy": f"{shipped} (shipped, loaded)", "split": split, "params": policy.num_parameters(),
+                         **evaluate_policy(policy, spec, evals, shipped, progress)})
+    extra: dict[str, Any] = {"config": to_dict(config), "world": str(paths.root), "features": features,
+                             "shipped": shipped}
     if config.run_ablation:
         ablation = distill_ablation(out, paths, features, teacher_dir, config, progress)
         extra["ablation"] = {"report": "ablation/ablation.md", "goals": ablation["goals"]}
+        # the students this job distils from its teacher, scored by the ablation on the same splits
+        rows += [{"policy": f"student {r['id']} {r['name']} (distilled here)", "split": r["split"],
+                  "params": r["params"], **{k: r[k] for k in ("num_episodes", "sr", "spl", "ndtw", "ne")}}
+                 for r in ablation["results"] if r["id"] != "teacher"]
+        rows.sort(key=lambda r: config.splits.index(r["split"]))   # one block per split
     minutes = (time.perf_counter() - started) / 60
     write_report(out, "MiniVLN main job", rows, {**extra, "minutes": round(minutes, 2)})
     print(render_table(rows))

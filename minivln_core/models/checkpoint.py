@@ -12,13 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from minivln_core.config import from_dict, to_dict
 from minivln_core.errors import ConfigError, DataError
-from minivln_core.io_utils import atomic_directory, read_json, restore_interrupted
+from minivln_core.io_utils import atomic_directory, default_mode, read_json, restore_interrupted
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.policy import DuetPolicy
+from minivln_core.models.shipped import resolve_checkpoint
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -33,6 +35,7 @@ def write_model_files(model, directory: Path, meta: dict[str, Any] | None = None
     # Shared storage (tied weights) is cloned so safetensors can store each tensor.
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_NAME))
+    default_mode(directory / WEIGHTS_NAME)
     info = {"format": FORMAT, "model": to_dict(model.config), "meta": meta or {},
             "weights_bytes": (directory / WEIGHTS_NAME).stat().st_size,
             "num_parameters": sum(p.numel() for p in model.parameters())}
@@ -47,8 +50,10 @@ def save_pretrained(model: DuetPolicy, directory: str | Path, meta: dict[str, An
 
 
 def read_checkpoint_info(directory: str | Path) -> dict[str, Any]:
-    """The checkpoint's config.json, validated (format, model config, weight file size)."""
-    directory = Path(directory)
+    """The checkpoint's config.json, validated (format, model config, weight file size).
+
+    `directory` is a folder or a shipped checkpoint's name (`models.shipped`), as everywhere here."""
+    directory = resolve_checkpoint(directory)
     path = directory / CONFIG_NAME
     restore_interrupted(directory)
     if not directory.is_dir():
@@ -74,12 +79,14 @@ def load_config(directory: str | Path) -> ModelConfig:
         raise DataError(Path(directory) / CONFIG_NAME, str(exc), field="model") from None
 
 
-def from_pretrained(directory: str | Path, map_location: str = "cpu") -> DuetPolicy:
+def from_pretrained(directory: str | Path, map_location: str = "cpu", dtype: torch.dtype | None = None) -> DuetPolicy:
     """Rebuild the model from a checkpoint directory alone (strict: every weight must match).
 
     Also takes a fine-tuning run's resumable `last/`, which holds the whole training task: its
-    `policy.*` weights are the policy (distillation projections and the like are left out)."""
-    directory = Path(directory)
+    `policy.*` weights are the policy (distillation projections and the like are left out).
+    Weights stored in fp16 (shipped checkpoints) load into fp32 parameters unless `dtype` asks
+    for another type."""
+    directory = resolve_checkpoint(directory)
     model = DuetPolicy(load_config(directory))
     try:
         state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
@@ -96,7 +103,7 @@ def from_pretrained(directory: str | Path, map_location: str = "cpu") -> DuetPol
         raise DataError(directory / WEIGHTS_NAME,
                         f"weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.eval()
-    return model
+    return model if dtype is None else model.to(dtype)
 
 
 def load_meta(directory: str | Path) -> dict[str, Any]:

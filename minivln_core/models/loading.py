@@ -16,10 +16,12 @@ from minivln_core.errors import DataError
 from minivln_core.models.checkpoint import WEIGHTS_NAME, from_pretrained, load_config, load_meta, read_checkpoint_info
 from minivln_core.models.policy import DuetPolicy
 from minivln_core.models.pretrain import DuetPretrainModel
+from minivln_core.models.shipped import resolve_checkpoint
 
 
 def load_pretrain_model(directory: str | Path) -> DuetPretrainModel:
     """Rebuild a pretraining model from a `best/` directory written by `train.pretrain.run_pretrain`."""
+    directory = resolve_checkpoint(directory)
     meta = load_meta(directory)
     if "mrc_classes" not in meta:
         raise DataError(directory, "not a pretraining checkpoint (meta has no 'mrc_classes')")
@@ -30,7 +32,10 @@ def load_pretrain_model(directory: str | Path) -> DuetPretrainModel:
 
 
 def load_policy(directory: str | Path) -> DuetPolicy:
-    """The navigation policy of a checkpoint: a policy directory or a whole pretraining model."""
+    """The navigation policy of a checkpoint: a policy directory or a whole pretraining model.
+
+    `directory` may also be a shipped checkpoint's name (`models.shipped`)."""
+    directory = resolve_checkpoint(directory)
     read_checkpoint_info(directory)                   # DataError if it is not a whole checkpoint
     with safe_open(str(Path(directory) / WEIGHTS_NAME), "pt") as weights:
         whole_pretraining_model = any(k.startswith("mlm_head.") for k in weights.keys())

@@ -15,6 +15,7 @@ from typing import Literal
 from minivln_core.config import Validated, from_dict, to_dict
 from minivln_core.errors import ConfigError, DataError
 from minivln_core.io_utils import atomic_write_json, decode_json, read_text
+from minivln_core.models.shipped import resolve_checkpoint
 
 EXTRACTOR_FILE = "extractor.json"   # extractor settings stored next to a checkpoint
 
@@ -113,7 +114,7 @@ def load_extractor_config(checkpoint: str | Path, features_file: str | Path | No
     feature file (`features/views_vit.h5` of a world). `weights_dir`, when given, replaces the
     recorded folder (the weights usually live elsewhere on the robot than on the training machine).
     """
-    sidecar = Path(checkpoint) / EXTRACTOR_FILE
+    sidecar = resolve_checkpoint(checkpoint) / EXTRACTOR_FILE   # a folder or a shipped name
     if sidecar.is_file():
         source, text = sidecar, read_text(sidecar)
     elif features_file:

@@ -24,7 +24,7 @@ class ReplayConfig(Validated):
     max_steps: int = 15              # the navigator's max_steps (must equal the recording's)
     place_tolerance: float = 0.5     # the navigator's place_tolerance, metres
     match_tolerance: float = 0.5     # metres from a recorded pose to a place of the building
-    max_pano_width: int = 8192       # the navigator's max_pano_width (wider panoramas are dropped)
+    max_pano_width: int = 4096       # the navigator's max_pano_width default (wider panoramas are dropped)
     max_waypoints: int = 64          # the navigator's max_waypoints (larger sets are dropped)
     max_instruction_chars: int = 2000  # the navigator's max_instruction_chars (longer instructions are dropped)
     feature_cache_size: int = 512    # the navigator's feature_cache_size (places whose features are kept)

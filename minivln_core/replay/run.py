@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from minivln_core.config import to_dict
 from minivln_core.errors import ConfigError
+from minivln_core.models.shipped import resolve_checkpoint
 from minivln_core.replay.config import ReplayConfig
 
 log = logging.getLogger("minivln.replay")
@@ -29,7 +31,7 @@ class ReplayRequest:
     """What to replay and where to write: the command line of `minivln replay`, typed."""
 
     bag: str                                  # rosbag2 folder (with metadata.yaml)
-    checkpoint: str                           # checkpoint directory (with extractor.json, or features_file)
+    checkpoint: str                           # checkpoint directory or shipped name (with extractor.json, or features_file)
     mode: Literal["open", "closed"] = "open"
     episodes: str | None = None               # R2R-format episodes file (required for closed loop)
     connectivity: str | None = None           # default: <episodes>/../../connectivity
@@ -47,6 +49,7 @@ def run_replay(req: ReplayRequest, config: ReplayConfig) -> dict[str, Any]:
     """Check the request, replay the bag open or closed loop; writes the outputs into `req.out`."""
     if req.ros and req.mode != "closed":
         raise ConfigError("--ros plays a survey bag to the navigator node: it needs --mode closed")
+    req = dataclasses.replace(req, checkpoint=str(resolve_checkpoint(req.checkpoint)))  # a shipped name too
     if not (Path(req.checkpoint) / "config.json").is_file():
         raise ConfigError(f"--checkpoint {req.checkpoint} is not a checkpoint directory (no config.json)")
     annotated = _episodes(req)

@@ -11,7 +11,15 @@ the node counts and logs dropped messages by it, the replay lists them.
 
 Images: raw rgb8/bgr8 images are read with numpy, honouring `step` (rows may be padded). A
 CompressedImage is decoded with OpenCV only after its PNG/JPEG header has shown a size within
-`max_pano_width`, so a small file that would decode to gigabytes (a decompression bomb) never is.
+`max_pano_width`, so a small file that would decode to gigabytes (a decompression bomb) never is;
+the width limit is what bounds the cost of one decode (the navigator's default, 4096 px, about
+eight times the pixels of sim_robot's 768 px panoramas: at most 25 MB decoded).
+
+Text fields a sender chooses (frame ids, image encodings and formats) are quoted with repr() in
+the reasons, like instructions in the node's log: a newline in them cannot forge a log line.
+
+Stamps: a stamp ahead of the clock by more than `max_skew` is refused rather than held, since
+every real input after it would look out of order until the clock caught up with it.
 
 Positions must be finite and within MAX_COORDINATE metres of the origin: larger values are
 garbage for a building-scale map and overflow distances to inf inside the agent.
@@ -49,17 +57,19 @@ def stamp_seconds(header: Any) -> float:
     return float(header.stamp.sec) + 1e-9 * float(header.stamp.nanosec)
 
 
-def check_age(stamp: float, now: float, max_age: float, what: str, stale: bool = True, name: str = "") -> None:
-    """InputError `<what>-stale` (more than `max_age` s old; only if `stale`) or `<what>-future`.
+def check_age(stamp: float, now: float, max_age: float, max_skew: float, what: str, stale: bool = True,
+              name: str = "") -> None:
+    """InputError `<what>-stale` (more than `max_age` s old; only if `stale`) or `<what>-future` (more
+    than `max_skew` s ahead of `now`, the clock skew allowed between sender and node).
 
     `name` says which input in the message (default: `what`).
     """
     age, name = now - stamp, name or what
     if stale and age > max_age:
         raise InputError(f"{what}-stale", f"{name} stamped {age:.1f} s ago, older than max_data_age={max_age}")
-    if -age > max_age:
-        raise InputError(f"{what}-future", f"{name} stamped {-age:.1f} s in the future, more than "
-                                           f"max_data_age={max_age}")
+    if -age > max_skew:
+        raise InputError(f"{what}-future", f"{name} stamped {-age:.3f} s ahead of the node's clock, more than "
+                                           f"max_clock_skew={max_skew}")
 
 
 def check_order(stamp: float, held: float | None, what: str, name: str = "") -> None:
@@ -93,7 +103,7 @@ def _check_pano_shape(height: int, width: int, max_width: int, where: str, kind:
 def panorama_from_image(msg: Any, max_width: int) -> np.ndarray:
     """sensor_msgs/Image (rgb8 or bgr8, 2:1, rows `step` bytes apart) -> (H, W, 3) uint8 RGB."""
     if msg.encoding not in PANORAMA_ENCODINGS:
-        raise InputError("panorama-encoding", f"panorama encoding '{msg.encoding}' is not one of "
+        raise InputError("panorama-encoding", f"panorama encoding {msg.encoding!r} is not one of "
                                               f"{', '.join(PANORAMA_ENCODINGS)}")
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     _check_pano_shape(height, width, max_width, "panorama", "panorama-size")
@@ -142,7 +152,7 @@ def panorama_from_compressed(msg: Any, max_width: int) -> np.ndarray:
     try:
         size = compressed_image_size(data)
     except ValueError as exc:
-        raise InputError("compressed-data", f"cannot decode the compressed panorama ({msg.format}): its header is "
+        raise InputError("compressed-data", f"cannot decode the compressed panorama ({msg.format!r}): its header is "
                                             f"cut off or corrupt ({exc})") from None
     if size is None:
         raise InputError("compressed-data", f"compressed panorama ({msg.format!r}) is neither PNG nor JPEG")
@@ -152,12 +162,12 @@ def panorama_from_compressed(msg: Any, max_width: int) -> np.ndarray:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR)
         pano = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)                    # (H, W, 3)
     except Exception as exc:  # OpenCV raises several types for corrupt data
-        raise InputError("compressed-data", f"cannot decode the compressed panorama ({msg.format}): "
+        raise InputError("compressed-data", f"cannot decode the compressed panorama ({msg.format!r}): "
                                             f"{type(exc).__name__} {exc}") from None
     if pano is None:
-        raise InputError("compressed-data", f"cannot decode the compressed panorama ({msg.format})")
+        raise InputError("compressed-data", f"cannot decode the compressed panorama ({msg.format!r})")
     if pano.ndim != 3 or pano.shape[2] != 3 or pano.dtype != np.uint8:
-        raise InputError("compressed-data", f"compressed panorama ({msg.format}) is not an 8-bit colour image")
+        raise InputError("compressed-data", f"compressed panorama ({msg.format!r}) is not an 8-bit colour image")
     _check_pano_shape(pano.shape[0], pano.shape[1], max_width, "compressed panorama", "compressed-size")
     return np.ascontiguousarray(pano)
 
@@ -198,7 +208,7 @@ def position_of(pose: Any, what: str) -> np.ndarray:
 def check_frame(header: Any, frame: str, what: str) -> None:
     """InputError `<what>-frame` unless the header's frame is `frame` (a leading '/' is ignored)."""
     if header.frame_id.lstrip("/") != frame:
-        raise InputError(f"{what}-frame", f"{what} is in frame '{header.frame_id}', expected '{frame}'")
+        raise InputError(f"{what}-frame", f"{what} is in frame {header.frame_id!r}, expected {frame!r}")
 
 
 def robot_pose_from_odometry(msg: Any, frame: str) -> tuple[np.ndarray, float]:

@@ -38,14 +38,15 @@ def init_distributed() -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def wrap(module: nn.Module, info: DistInfo) -> nn.Module:
+def wrap(module: nn.Module, info: DistInfo, find_unused: bool = True) -> nn.Module:
     """DistributedDataParallel around a module whose forward computes the loss (unchanged alone).
 
-    find_unused_parameters: a task draws one objective per step, so some heads get no gradient.
+    find_unused: pretraining draws one objective per step, so some heads get no gradient and DDP
+    must search the graph for them; a task that uses every parameter every step passes False.
     """
     if not info.enabled:
         return module
-    return nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(module, find_unused_parameters=find_unused)
 
 
 def shard(items: Sequence, info: DistInfo) -> list:

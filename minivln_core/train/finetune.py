@@ -33,7 +33,8 @@ from minivln_core.models.loading import load_policy
 from minivln_core.train import distributed as D
 from minivln_core.train.batches import global_batch
 from minivln_core.train.optim import OptimConfig
-from minivln_core.train.trainer import LoopConfig, Trainer, step_seed
+from minivln_core.train.spawn import in_job, spawn_ranks
+from minivln_core.train.trainer import LoopConfig, Trainer, save_run_config, step_seed
 
 log = logging.getLogger("minivln.finetune")
 
@@ -73,6 +74,12 @@ class FinetuneConfig(Validated):
 
 class FinetuneTask(nn.Module):
     """forward(step) -> (loss, scalars) for this process's share of the step's global batch."""
+
+    # Every step reaches every parameter of an R2R policy (DDP need not search for unused ones);
+    # tested by test_two_process_gloo_ddp_equals_one_process.
+    @property
+    def ddp_find_unused(self) -> bool:
+        return self.cfg.task != "r2r"
 
     def __init__(self, policy: DuetPolicy, cfg: FinetuneConfig, episodes: list[Episode], env,
                  info: D.DistInfo, extra_loss: Callable[..., tuple[torch.Tensor, dict]] | None = None):
@@ -198,7 +205,10 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, meta: dict[str, Any] | None
     make_task(policy, cfg, episodes, env, info) builds the trained task (stage-2 distillation passes
     its own, `distill.stage2.run_distill_finetune`), like `train.pretrain.run_pretrain`'s.
     """
+    if cfg.loop.processes > 1 and not in_job():
+        return spawn_ranks(run_finetune, cfg.loop.processes, cfg, run_dir, meta, progress, make_task)
     info = D.init_distributed()
+    save_run_config(cfg, run_dir, info)
     task, paths = build_finetune_task(cfg, info, make_task)
     policy = task.policy
     trainer = Trainer(run_dir, task, cfg.optim, cfg.loop, {"name": run_dir.name, "kind": "finetune", **(meta or {})},

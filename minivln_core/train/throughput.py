@@ -11,8 +11,6 @@ during the run slows every variant alike. Throughput is training samples (episod
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
 import tempfile
 import time
@@ -21,15 +19,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.multiprocessing as mp
 
 from minivln_core.config import Validated
 from minivln_core.errors import ConfigError
+from minivln_core.provenance import cpu_info
 from minivln_core.train import distributed as D
 from minivln_core.train.finetune import FinetuneConfig, build_finetune_task
 from minivln_core.train.optim import build_optimizer
+from minivln_core.train.precision import Precision, autocast, resolve_precision
+from minivln_core.train.spawn import spawn_ranks
 
-CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx512f")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class Variant(Validated):
     processes: int = 1                              # DDP processes (gloo on loopback); 1 = plain
     threads: int = 0                                # torch threads per process (0 = torch's default)
     dropout_rng: Literal["torch", "numpy"] = "torch"
-    precision: Literal["fp32", "bf16"] = "fp32"     # bf16: torch.autocast on the CPU
+    precision: Precision = "fp32"                   # bf16: torch.autocast on the CPU (train.precision)
 
     def validate(self) -> None:
         if self.processes < 1 or self.threads < 0:
@@ -61,8 +60,10 @@ class ThroughputConfig(Validated):
     steps: int = 3                  # timed steps per measurement
     rounds: int = 3                 # measurements per variant, interleaved
     baseline: Variant = field(default_factory=Variant)    # today's default: one process, fp32, torch dropout
-    fast: Variant = field(default_factory=lambda: Variant(processes=2, threads=1, dropout_rng="numpy"))
-    bf16: bool = False              # also time both variants under bf16 autocast ("baseline_bf16", "fast_bf16")
+    # the fast settings: 2 gloo ranks of 1 thread, numpy dropout masks, bf16 autocast where native
+    fast: Variant = field(default_factory=lambda: Variant(processes=2, threads=1, dropout_rng="numpy",
+                                                          precision="auto"))
+    bf16: bool = False              # also time "baseline_bf16" and "fast_fp32" (what bf16 adds to each)
 
     def validate(self) -> None:
         if min(self.batch_size, self.steps, self.rounds) < 1 or self.warmup < 0:
@@ -76,47 +77,23 @@ class ThroughputConfig(Validated):
         out = {"baseline": self.baseline, "fast": self.fast}
         if self.bf16:
             out.update(baseline_bf16=replace(self.baseline, precision="bf16"),
-                       fast_bf16=replace(self.fast, precision="bf16"))
+                       fast_fp32=replace(self.fast, precision="fp32"))
         return out
 
 
-def cpu_info() -> dict[str, Any]:
-    """The CPU model name and which of the low-precision flags it has (from /proc/cpuinfo)."""
-    model, flags = "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"model": model, "cores": os.cpu_count(), "flags": {f: f in flags for f in CPU_FLAGS}}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, cfg: FinetuneConfig, variant: Variant, start: int, warmup: int, steps: int,
-            port: int, out: str) -> None:
-    """One process of a measurement: build the task, run the steps; rank 0 writes the step times."""
-    if variant.processes > 1:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                          WORLD_SIZE=str(variant.processes), LOCAL_RANK=str(rank))
+def _worker(cfg: FinetuneConfig, variant: Variant, start: int, warmup: int, steps: int) -> list[float]:
+    """One rank of a measurement: build the task, run the steps; returns the timed steps' seconds."""
     info = D.init_distributed()
     task, _ = build_finetune_task(cfg, info)
     optimizer = build_optimizer(task, cfg.optim)
-    ddp = D.wrap(task, info)
+    ddp = D.wrap(task, info, find_unused=getattr(task, "ddp_find_unused", True))  # as the trainer does
     task.train()
     times = []
     for step in range(start, start + warmup + steps):
         D.barrier(info)
         began = time.perf_counter()
         torch.manual_seed(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.precision == "bf16"):
+        with autocast(variant.precision):
             loss, _ = ddp(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,20 +102,15 @@ def _worker(rank: int, cfg: FinetuneConfig, variant: Variant, start: int, warmup
         optimizer.step()
         D.barrier(info)
         times.append(time.perf_counter() - began)
-    if info.is_main:
-        Path(out).write_text(" ".join(f"{t:.6f}" for t in times[warmup:]))
     if info.enabled:
         torch.distributed.destroy_process_group()
+    return times[warmup:]
 
 
 def measure(cfg: FinetuneConfig, variant: Variant, start: int, warmup: int, steps: int) -> list[float]:
     """Seconds per optimiser step of `variant` (its processes started afresh, spawn)."""
     cfg = replace(cfg, threads=variant.threads, dropout_rng=variant.dropout_rng)
-    with tempfile.TemporaryDirectory(prefix="minivln-throughput-") as tmp:
-        out = str(Path(tmp) / "times.txt")
-        args = (cfg, variant, start, warmup, steps, _free_port(), out)
-        mp.start_processes(_worker, args=args, nprocs=variant.processes, join=True, start_method="spawn")
-        return [float(x) for x in Path(out).read_text().split()]
+    return spawn_ranks(_worker, variant.processes, cfg, variant, start, warmup, steps)
 
 
 def run_throughput(cfg: ThroughputConfig, progress: bool = True) -> dict[str, Any]:
@@ -165,7 +137,8 @@ def run_throughput(cfg: ThroughputConfig, progress: bool = True) -> dict[str, An
                               "torch": torch.__version__}
     for name, variant in cfg.variants().items():
         step_s = statistics.median(times[name])
-        report[name] = {"settings": asdict(variant), "step_s": step_s, "samples_per_s": cfg.batch_size / step_s,
+        report[name] = {"settings": asdict(variant), "precision_used": resolve_precision(variant.precision),
+                        "step_s": step_s, "samples_per_s": cfg.batch_size / step_s,
                         "step_s_all": [round(t, 4) for t in times[name]]}
     report["speedup"] = report["fast"]["samples_per_s"] / report["baseline"]["samples_per_s"]
     return report

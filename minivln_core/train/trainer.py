@@ -10,6 +10,7 @@ command, rerun after a crash or SIGKILL, continues from the last checkpoint.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from minivln_core.config import Validated, save_yaml
+from minivln_core.errors import ConfigError
+from minivln_core.provenance import provenance
 from minivln_core.train import distributed as D
 from minivln_core.train.logger import RunLogger, mean_dict
+from minivln_core.train.precision import Precision, autocast
 from minivln_core.train.optim import OptimConfig, build_optimizer, lr_at, set_lr
 from minivln_core.train.state import is_complete, load_training_state, save_training_state
 
@@ -40,8 +45,16 @@ def step_seed(seed: int, step: int, salt: int = 0) -> int:
     return x ^ (x >> 29)
 
 
+def save_run_config(cfg: Any, run_dir: Path, info: D.DistInfo) -> None:
+    """The run's resolved config as `run_dir/config.yaml` (rank 0): the run describes itself, and
+    `minivln export-checkpoint` reads how a shipped checkpoint was trained from it."""
+    if info.is_main:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, Path(run_dir) / "config.yaml")
+
+
 @dataclass(frozen=True)
-class LoopConfig:
+class LoopConfig(Validated):
     """How long to train and how often to log, evaluate and save."""
 
     steps: int = 1000
@@ -49,6 +62,12 @@ class LoopConfig:
     eval_every: int = 200     # 0 = only at the end
     save_every: int = 100     # resumable checkpoint cadence (also after every evaluation)
     seed: int = 0
+    precision: Precision = "fp32"  # forward under bf16 autocast: 'bf16', 'auto' (bf16 where native), 'fp32'
+    processes: int = 1             # gloo ranks spawned on this machine (train.spawn); the batch is split
+
+    def validate(self) -> None:
+        if self.processes < 1:
+            raise ConfigError(f"loop key 'processes' must be >= 1, got {self.processes}")
 
 
 class Trainer:
@@ -62,13 +81,17 @@ class Trainer:
         self.task = task                      # checkpointed whole (policy + any projections); has .config
         self.optim_cfg = optim
         self.loop = loop
-        self.meta = meta or {}
+        # Every checkpoint records the code and CPU that trained it (model cards print them).
+        self.meta = {"provenance": provenance(), **(meta or {})}
         self.progress = progress and self.info.is_main
         self.optimizer = build_optimizer(task, optim)
-        self.ddp_task = D.wrap(task, self.info)
+        # A task whose every step reaches all its parameters says so (DDP then skips its search).
+        self.ddp_task = D.wrap(task, self.info, find_unused=getattr(task, "ddp_find_unused", True))
         self.logger = RunLogger(self.run_dir, enabled=self.info.is_main)
         self.best: float | None = None
         self.start_step = 0
+        self.seconds_before = 0.0             # training wall time of the runs this one resumes
+        self._started = time.perf_counter()
 
     @property
     def last_dir(self) -> Path:
@@ -79,6 +102,7 @@ class Trainer:
         if is_complete(self.last_dir):
             self.start_step, trainer = load_training_state(self.last_dir, self.task, self.optimizer)
             self.best = trainer.get("best")
+            self.seconds_before = float(trainer.get("seconds", 0.0))
             log.info("resuming %s from step %d (best so far %s)", self.run_dir, self.start_step, self.best)
         elif self.last_dir.exists():
             log.warning("ignoring %s: it is not a complete checkpoint", self.last_dir)
@@ -87,8 +111,10 @@ class Trainer:
 
     def _save(self, step: int) -> None:
         if self.info.is_main:
-            save_training_state(self.last_dir, self.task, self.optimizer, step, {"best": self.best},
-                                {**self.meta, "step": step})
+            seconds = self.seconds_before + time.perf_counter() - self._started
+            save_training_state(self.last_dir, self.task, self.optimizer, step,
+                                {"best": self.best, "seconds": round(seconds, 1)},
+                                {**self.meta, "step": step, "train_seconds": round(seconds, 1)})
         D.barrier(self.info)
 
     def run(self, evaluate: EvalFn | None = None, save_best: SaveBestFn | None = None) -> dict[str, Any]:
@@ -96,14 +122,15 @@ class Trainer:
         start = self.resume()
         total = self.loop.steps
         window: list[dict[str, float]] = []
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         bar = tqdm(total=total, initial=start, desc=self.meta.get("name", "train"), unit="it",
                    disable=not self.progress, dynamic_ncols=True)
         self.task.train()
         for step in range(start, total):
             set_lr(self.optimizer, lr_at(step, total, self.optim_cfg))
             torch.manual_seed(step_seed(self.loop.seed, step, 1 + self.info.rank))  # dropout masks
-            loss, scalars = self.ddp_task(step)
+            with autocast(self.loop.precision):
+                loss, scalars = self.ddp_task(step)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.optim_cfg.grad_clip > 0:
@@ -136,7 +163,13 @@ class Trainer:
         """Rank 0 evaluates; the others wait. A better score writes the best checkpoint."""
         if self.info.is_main:
             self.task.eval()
-            metrics, score = evaluate(step)
+            threads = torch.get_num_threads()
+            if self.info.enabled:  # the other ranks wait idle: rank 0 may use every core meanwhile
+                torch.set_num_threads(max(threads, os.cpu_count() or 1))
+            try:
+                metrics, score = evaluate(step)
+            finally:
+                torch.set_num_threads(threads)
             self.task.train()
             self.logger.log(step, metrics, prefix="")
             if score is not None and (self.best is None or score > self.best):
