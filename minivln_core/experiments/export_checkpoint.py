@@ -10,8 +10,8 @@ The card is filled from the run's records, never typed in:
   (`<run>/final/<checkpoint>_<split>_metrics.json`, where the recipes put them). A run with no
   scores is refused;
 - random walk and the shortest-path expert, scored here on the same splits;
-- an fp16 check: the fp16 weights, loaded back as fp32, take the same greedy decisions as the
-  trained fp32 weights on a spread subset of episodes.
+- an fp16 check (`eval.agreement.action_agreement`): the fp16 weights, loaded back as fp32, take
+  the same greedy decisions as the trained fp32 weights on a spread subset of episodes.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from minivln_core.config import read_yaml, to_dict
 from minivln_core.data.synth import SynthConfig
 from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.errors import DataError
-from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_policy, evaluate_random_walk
-from minivln_core.eval.trajectories import load_results
+from minivln_core.eval.agreement import action_agreement
+from minivln_core.eval.evaluate import EvalSpec, evaluate_expert, evaluate_random_walk
 from minivln_core.io_utils import atomic_directory, atomic_write_json, atomic_write_text, read_json_or_none
 from minivln_core.models.checkpoint import load_meta, write_model_files
 from minivln_core.models.loading import load_policy
@@ -100,16 +100,6 @@ def fp16_round_trip(policy: DuetPolicy) -> DuetPolicy:
     restored = DuetPolicy(policy.config)
     restored.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in policy.state_dict().items()})
     return restored.eval()
-
-
-def same_decisions(a: DuetPolicy, b: DuetPolicy, spec: EvalSpec) -> dict[str, int]:
-    """Greedy rollouts of both policies on `spec`: how many episodes took the identical route."""
-    with tempfile.TemporaryDirectory() as tmp:
-        evaluate_policy(a, spec, Path(tmp), "a", progress=False)
-        evaluate_policy(b, spec, Path(tmp), "b", progress=False)
-        routes = [[[p[0] for p in r.trajectory] for r in load_results(Path(tmp) / f"{n}_{spec.split}_results.json")]
-                  for n in ("a", "b")]
-    return {"episodes": len(routes[0]), "identical": sum(x == y for x, y in zip(*routes))}
 
 
 def describe_world(world: Path, features: str) -> dict[str, Any]:
@@ -199,8 +189,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {split} | {m['episodes']} | **{p['sr']:.1f}** +- {m['sr_stderr']:.1f} | {p['spl']:.1f} | "
                      f"{p['ndtw']:.1f} | {p['ne']:.2f} | {m['random_walk']['sr']:.1f} | {m['expert']['sr']:.1f} |")
     fp16 = card["fp16_check"]
-    lines += ["", f"SR +- one standard error. fp16 check: {fp16['identical']} of {fp16['episodes']} val_unseen "
-                  "episodes take the identical route with the fp16 weights as with the trained fp32 weights.", "",
+    lines += ["", f"SR +- one standard error. fp16 check: the fp16 weights take the trained fp32 weights' greedy "
+                  f"decision at {fp16['agreeing_steps']} of {fp16['steps']} steps of {fp16['episodes']} val_unseen "
+                  "episodes.", "",
               "## How it was trained", ""]
     if t.get("recipe"):
         lines += [f"Recipe `{t['recipe']['file']}`: `{t['recipe']['command']}`", ""]
@@ -260,7 +251,7 @@ def export_checkpoint(req: ExportRequest) -> Path:
             baselines["random_walk"][split] = evaluate_random_walk(spec, Path(tmp))
             baselines["expert"][split] = evaluate_expert(spec, Path(tmp))
     check_spec = EvalSpec(world, task, "val_unseen", 16, max_steps, req.fp16_check_episodes, features)
-    fp16 = same_decisions(policy, fp16_round_trip(policy), check_spec)
+    fp16 = action_agreement(policy, fp16_round_trip(policy), check_spec)
     card = build_card(req, policy, stages, scores, baselines, fp16, describe_world(world, features))
     try:
         extractor = load_extractor_config(source, WorldPaths(world, features).view_features)

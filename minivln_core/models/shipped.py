@@ -68,8 +68,8 @@ def resolve_checkpoint(ref: str | Path) -> Path:
     path = Path(ref).expanduser()
     if path.is_dir() or not is_name(ref):
         return path                     # a path: the loaders report what is wrong with it
-    for shipped in list_shipped():
-        if shipped.name == os.fspath(ref):
-            return shipped.path
+    for root in shipped_roots():        # the first root holding the name, as list_shipped (no cards read)
+        if (root / os.fspath(ref) / "config.json").is_file():
+            return root / os.fspath(ref)
     names = ", ".join(s.name for s in list_shipped()) or "none installed"
     raise DataError(path, f"no such checkpoint folder, and no shipped checkpoint of that name (shipped: {names})")

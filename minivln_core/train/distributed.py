@@ -28,10 +28,14 @@ class DistInfo:
         return self.world_size > 1
 
 
+def in_job() -> bool:
+    """True inside a multi-process job (torchrun's ranks, or `train.spawn`'s)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def init_distributed() -> DistInfo:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, ...)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not in_job():
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")

@@ -33,7 +33,7 @@ from minivln_core.models.loading import load_policy
 from minivln_core.train import distributed as D
 from minivln_core.train.batches import global_batch
 from minivln_core.train.optim import OptimConfig
-from minivln_core.train.spawn import in_job, spawn_ranks
+from minivln_core.train.spawn import spawn_ranks
 from minivln_core.train.trainer import LoopConfig, Trainer, save_run_config, step_seed
 
 log = logging.getLogger("minivln.finetune")
@@ -76,7 +76,7 @@ class FinetuneTask(nn.Module):
     """forward(step) -> (loss, scalars) for this process's share of the step's global batch."""
 
     # Every step reaches every parameter of an R2R policy (DDP need not search for unused ones);
-    # tested by test_two_process_gloo_ddp_equals_one_process.
+    # tested by test_two_process_dagger_reaches_every_parameter_every_step.
     @property
     def ddp_find_unused(self) -> bool:
         return self.cfg.task != "r2r"
@@ -205,7 +205,7 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, meta: dict[str, Any] | None
     make_task(policy, cfg, episodes, env, info) builds the trained task (stage-2 distillation passes
     its own, `distill.stage2.run_distill_finetune`), like `train.pretrain.run_pretrain`'s.
     """
-    if cfg.loop.processes > 1 and not in_job():
+    if cfg.loop.processes > 1 and not D.in_job():
         return spawn_ranks(run_finetune, cfg.loop.processes, cfg, run_dir, meta, progress, make_task)
     info = D.init_distributed()
     save_run_config(cfg, run_dir, info)

@@ -33,7 +33,7 @@ from minivln_core.train import distributed as D
 from minivln_core.train.batches import global_batch
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.pretrain_tasks import TASKS, build_batch, task_loss
-from minivln_core.train.spawn import in_job, spawn_ranks
+from minivln_core.train.spawn import spawn_ranks
 from minivln_core.train.trainer import LoopConfig, Trainer, save_run_config, step_seed
 
 log = logging.getLogger("minivln.pretrain")
@@ -182,7 +182,7 @@ def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None
     make_task(model, cfg, episodes, env, info) builds the trained task (stage-1 distillation passes its own).
     """
     run_dir = Path(run_dir)
-    if cfg.loop.processes > 1 and not in_job():
+    if cfg.loop.processes > 1 and not D.in_job():
         return spawn_ranks(run_pretrain, cfg.loop.processes, cfg, run_dir, meta, progress, make_task)
     info = D.init_distributed()
     save_run_config(cfg, run_dir, info)

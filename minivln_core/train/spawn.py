@@ -27,11 +27,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def in_job() -> bool:
-    """True inside a multi-process job (torchrun's or ours)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def _rank(rank: int, processes: int, port: int, out: str, fn: Callable[..., Any], args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(processes), LOCAL_RANK=str(rank))
