@@ -62,7 +62,7 @@ from minivln_core.robot.inputs import (
     waypoints_from_pose_array,
 )
 from minivln_ros.conversions import pose_stamped
-from minivln_ros.entry import run_node
+from minivln_ros.entry import closing_logger, run_node
 from minivln_ros.markers import graph_markers
 from minivln_ros.params import NAVIGATOR, NavigatorParams, declare, validate_navigator
 from minivln_ros.tf_pose import TF_MESSAGE_TYPE, TransformTree, add_transform, transforms_of
@@ -322,7 +322,7 @@ class NavigatorNode(Node):
 
     def destroy_node(self) -> None:
         """Log the totals of received and dropped messages, then destroy the node."""
-        self.get_logger().info(f"received {dict(sorted(self.received.items()))}; dropped "
+        closing_logger(self).info(f"received {dict(sorted(self.received.items()))}; dropped "
                                f"{dict(sorted(self.dropped.items()))}")
         super().destroy_node()
 

@@ -51,7 +51,7 @@ from minivln_core.robot import messages as bag_types
 from minivln_core.robot.inputs import InputError, goal_from_pose_stamped
 from minivln_core.sim.world_robot import SimWorld
 from minivln_ros.conversions import image_from_rgb, quaternion_from_yaw
-from minivln_ros.entry import run_node
+from minivln_ros.entry import closing_logger, run_node
 from minivln_ros.params import SIM_ROBOT, ParamError, SimRobotParams, declare, validate_sim_robot
 
 FINISHED = (NavigatorStatus.STATE_ARRIVED, NavigatorStatus.STATE_FAILED)
@@ -157,7 +157,7 @@ class SimRobotNode(Node):
         if self.recorder is not None and not self.recorder.closed:
             self.recorder.close()
             counts = ", ".join(f"{t} x{n}" for t, n in sorted(self.recorder.counts.items()))
-            self.get_logger().info(f"bag {self.p.record} closed: {counts or 'no messages'}")
+            closing_logger(self).info(f"bag {self.p.record} closed: {counts or 'no messages'}")
         super().destroy_node()
 
     # -- survey ---------------------------------------------------------------------------------

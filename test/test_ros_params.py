@@ -1,9 +1,11 @@
 """config/navigator.yaml and config/sim_robot.yaml against the parameter specs of minivln_ros/params.py.
 
-Each file's `<node>: ros__parameters:` must set exactly the spec's names (rclpy silently ignores
+Each file's `/**/<node>: ros__parameters:` must set exactly the spec's names (rclpy silently ignores
 an unknown one, so a misspelt key would go unnoticed), each value of the spec's type as rclpy
 reads the file, within the declared range, and equal to the spec default unless DELIBERATE lists
-it. No ROS node is started: the file is typed the way rcl's params-file parser types it.
+it. No ROS node is started: the file is typed the way rcl's params-file parser types it. The top
+key is `/**/<node>`, which matches the node in any namespace: a bare `<node>:` matches only the
+un-namespaced node, so `namespace:=robot1` would silently drop the whole file.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from minivln_ros.param_spec import param, specs_of  # noqa: E402
 from minivln_ros.params import NAVIGATOR, SIM_ROBOT, NavigatorParams, Spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS = {"navigator": NAVIGATOR, "sim_robot": SIM_ROBOT}  # node name = config/<node>.yaml = its top key
+SPECS = {"navigator": NAVIGATOR, "sim_robot": SIM_ROBOT}  # node name = config/<node>.yaml; top key /**/<node>
 
 # (node, parameter) -> why its params file sets something other than the spec default. Empty:
 # today both files spell out the defaults (they document them).
@@ -91,17 +93,20 @@ def _mapping(node: yaml.Node, where: str, problems: list[str]) -> dict[str, yaml
 
 def params_file_problems(text: str, node: str, specs: dict[str, Spec],
                          deliberate: frozenset[str] = frozenset()) -> list[str]:
-    """What in a params file's `<node>: ros__parameters:` disagrees with `specs` (empty: nothing).
+    """What in a params file's `/**/<node>: ros__parameters:` disagrees with `specs` (empty: nothing).
 
     `deliberate` names the parameters allowed to differ from their spec default.
     """
     problems: list[str] = []
+    key = f"/**/{node}"  # the node in any namespace
     top = _mapping(yaml.compose(text), "file", problems)
-    problems += [f"file: unknown node '{name}'" for name in top if name != node]
-    sections = _mapping(top[node], node, problems) if node in top else {}
-    problems += [f"{node}: unknown section '{name}'" for name in sections if name != "ros__parameters"]
+    problems += [f"file: top key '{name}' matches the un-namespaced node only (write '{key}')"
+                 for name in top if name == node]
+    problems += [f"file: unknown node '{name}'" for name in top if name not in (node, key)]
+    sections = _mapping(top[key], key, problems) if key in top else {}
+    problems += [f"{key}: unknown section '{name}'" for name in sections if name != "ros__parameters"]
     if "ros__parameters" not in sections:
-        return problems + [f"no '{node}: ros__parameters:' section"]
+        return problems + [f"no '{key}: ros__parameters:' section"]
     values = _mapping(sections["ros__parameters"], "ros__parameters", problems)
     problems += [f"unknown parameter '{name}'" for name in values if name not in specs]
     problems += [f"missing parameter '{name}'" for name in specs if name not in values]
@@ -164,8 +169,9 @@ def _edit(old: str, new: str) -> str:
     (_edit("max_steps: 15", "max_steps: 16"), "'max_steps': 16 differs from the default 15"),
     (_edit("max_steps: 15", "max_steps: [15]"), "'max_steps': not a single value"),
     (_edit("max_steps: 15 ", "max_steps: "), "'max_steps': not a single value"),
-    (_edit("navigator:", "navigatr:"), "no 'navigator: ros__parameters:' section"),
-    (NAVIGATOR_YAML + "sim_robot:\n  ros__parameters:\n    world: ''\n", "file: unknown node 'sim_robot'"),
+    (_edit("/**/navigator:", "/**/navigatr:"), "no '/**/navigator: ros__parameters:' section"),
+    (_edit("/**/navigator:", "navigator:"), "file: top key 'navigator' matches the un-namespaced node only"),
+    (NAVIGATOR_YAML + "/**/sim_robot:\n  ros__parameters:\n    world: ''\n", "file: unknown node '/**/sim_robot'"),
 ])
 def test_the_checker_reports_a_bad_params_file(text, problem) -> None:
     problems = params_file_problems(text, "navigator", NAVIGATOR)
