@@ -34,7 +34,8 @@ def old_teacher(out="runs/recipe", preset="minivln-small", imitation="1000", dag
     common = ["--world", f"{out}/world", "--quiet", "--set", "features=views", "--set", "batch_size=16",
               "--set", "optim.lr=5e-4", "--set", "eval_limit=150", "--set", f"threads={threads}",
               # added with the recipe's training-speed parameters (their defaults are the old behaviour)
-              "--set", "loop.processes=1", "--set", "loop.precision=fp32", "--set", "dropout_rng=torch"]
+              "--set", "loop.processes=1", "--set", "loop.precision=fp32", "--set", "dropout_rng=torch",
+              "--set", "attention_probs_dropout_prob=0.1"]  # the model's default
     lines.append(q("finetune", "--out", f"{out}/imitation", *common, "--set", f"preset={preset}",
                    "--set", "train_alg=imitation", "--set", f"loop.steps={imitation}", "--set", "loop.eval_every=500"))
     lines.append(q("finetune", "--out", f"{out}/dagger", *common, "--set", f"init={out}/imitation/last",
@@ -289,3 +290,20 @@ def test_bash_accepts_the_wrappers():
         pytest.skip("no bash")
     for script in ("teacher_recipe", "distill_recipe", "modality_ablation"):
         subprocess.run(["bash", "-n", str(REPO / "scripts" / f"{script}.sh")], check=True)
+
+
+def test_teacher_table_lists_the_scored_stages_only(tmp_path) -> None:
+    """score_stages=dagger leaves imitation unscored: the table has the DAgger rows alone; nothing scored is an error."""
+    from minivln_core.experiments.recipes import teacher_table
+
+    with pytest.raises(FileNotFoundError, match="no stage has been scored"):
+        teacher_table(tmp_path)
+    (tmp_path / "dagger" / "final").mkdir(parents=True)
+    for split, sr in (("val_seen", 71.0), ("val_unseen", 70.5)):
+        (tmp_path / "dagger" / "final" / f"last_{split}_metrics.json").write_text(
+            json.dumps({"sr": sr, "spl": 60.0, "ndtw": 65.0, "num_episodes": 10}))
+    rows = teacher_table(tmp_path).splitlines()[2:]
+    assert rows == ["| dagger | val_seen | 71.0 | 60.0 | 65.0 | 10 |", "| dagger | val_unseen | 70.5 | 60.0 | 65.0 | 10 |"]
+    plans = plan(load_recipe("teacher", ["score_stages=dagger"]))
+    commands = [a.command() for a in plans if not a.table]
+    assert any("dagger/final" in c for c in commands) and not any("imitation/final" in c for c in commands)

@@ -151,9 +151,13 @@ def _metrics_row(folder: Path, run: str, split: str) -> dict[str, Any]:
 
 
 def teacher_table(folder: Path) -> str:
-    """SR/SPL/nDTW of the imitation and DAgger stages of the teacher recipe, per validation split."""
+    """SR/SPL/nDTW of the imitation and DAgger stages of the teacher recipe, per validation split
+    (a stage left out of `score_stages` has no `final/` folder and no row)."""
     rows = ["| stage | split | SR | SPL | nDTW | episodes |", "|---|---|---:|---:|---:|---:|"]
-    for stage in ("imitation", "dagger"):
+    stages = [s for s in ("imitation", "dagger") if (folder / s / "final").is_dir()]
+    if not stages:
+        raise FileNotFoundError(f"{folder}: no stage has been scored (no imitation/final or dagger/final)")
+    for stage in stages:
         for split in ("val_seen", "val_unseen"):
             m = _metrics_row(folder, stage, split)
             rows.append(f"| {stage} | {split} | {m['sr']:.1f} | {m['spl']:.1f} | {m['ndtw']:.1f} | {m['num_episodes']} |")
