@@ -5,9 +5,16 @@ the code `minivln eval` runs; this file only converts messages, sequences decisi
 
 Sequencing: a decision is made when an episode runs, the robot pose is within
 `arrival_tolerance` of the last goal (no goal before the first decision), and a panorama and a
-waypoint set stamped after that goal was sent (after the instruction minus `max_data_age` for the
-first decision) and not older than `max_data_age` have arrived. Decisions run in a timer on a
-single-threaded executor, so callbacks never race; a new instruction preempts the episode.
+waypoint set taken there have arrived: stamped no earlier than the first pose that showed the
+robot at the goal (for the first decision: than the pose held when the instruction came), after
+the goal was sent (after the instruction minus `max_data_age` for the first decision) and not
+older than `max_data_age`. Stamps after the goal was sent are not enough: a robot that
+republishes its observations while it travels sends the previous place's panorama and waypoints
+with such stamps, and the pose, a small message, can arrive before the new panorama; deciding
+then would give the new place the previous place's features for good (they are cached per
+place) and every replay of the bag would decide from other inputs than the node (issue 20).
+Decisions run in a timer on a single-threaded executor, so callbacks never race; a new
+instruction preempts the episode.
 
 The robot pose comes from `odom` (nav_msgs/Odometry in the map frame, `pose_source: odom`) or
 from TF (`pose_source: tf`): the map_frame -> base_frame chain composed from `/tf` and
@@ -106,6 +113,8 @@ class NavigatorNode(Node):
         self._goal: np.ndarray | None = None
         self._goal_sent = 0.0
         self._not_before = 0.0          # inputs must be stamped after this (seconds)
+        self._arrived: float | None = -math.inf  # stamp of the first pose at the goal (None: not there yet);
+                                                 # the panorama and waypoints must not be older
         self._final = False             # the pending goal is the stop node
         self._stop_prob = math.nan
         self._latency = 0.0
@@ -187,6 +196,7 @@ class NavigatorNode(Node):
         self._state, self._message = NavigatorStatus.STATE_NAVIGATING, ""
         self._goal, self._final, self._stop_prob, self._latency = None, False, math.nan, 0.0
         self._not_before = self._now() - self.p.max_data_age
+        self._arrived = self._held_pose_stamp()  # observations taken before the robot was here are not its
         self._path = Path(header=Header(frame_id=self.p.map_frame))
         self.get_logger().info(f"episode {self._episode}: {text.strip()!r}")
         self._publish_status()
@@ -252,21 +262,36 @@ class NavigatorNode(Node):
         return Stamped((transform.translation.copy(), yaw_to_heading(transform.yaw())),
                        self._now() if math.isinf(stamp) else stamp)
 
+    def _held_pose_stamp(self) -> float:
+        """Stamp of the robot pose known now (-inf when none), without reporting lookup problems."""
+        if self.p.pose_source == "odom":
+            return -math.inf if self._pose is None else self._pose.stamp
+        try:
+            _, stamp = self.tf.lookup(self.p.map_frame, self.p.base_frame)
+        except (LookupError, InputError):
+            return -math.inf
+        return self._now() if math.isinf(stamp) else stamp
+
     # -- decisions ----------------------------------------------------------------------------
     def _ready(self) -> Stamped | None:
         """The robot pose (looked up once per tick) when the robot is at the goal and fresh
         observations taken there have arrived; None otherwise."""
         pose = self.robot_pose()
-        if pose is None or self._pano is None or self._waypoints is None:
-            return None
-        if self._pano.stamp < self._not_before or self._waypoints.stamp < self._not_before:
-            return None
-        if self._now() - pose.stamp > self.p.max_data_age:
+        if pose is None or self._now() - pose.stamp > self.p.max_data_age:
             return None
         position, _ = pose.value
-        if self._goal is None or float(np.linalg.norm(position - self._goal)) <= self.p.arrival_tolerance:
-            return pose
-        return None
+        if self._goal is not None and float(np.linalg.norm(position - self._goal)) > self.p.arrival_tolerance:
+            return None
+        if self._arrived is None:  # the first pose at the goal: observations must be taken from now on
+            self._arrived = pose.stamp
+        if self._pano is None or self._waypoints is None:
+            return None
+        # stamped before the goal was sent, or before the robot was there: the previous place's
+        # (a robot republishes its observations while it travels)
+        not_before = max(self._not_before, self._arrived)
+        if self._pano.stamp < not_before or self._waypoints.stamp < not_before:
+            return None
+        return pose
 
     def _tick(self) -> None:
         if self._state != NavigatorStatus.STATE_NAVIGATING:
@@ -302,7 +327,7 @@ class NavigatorNode(Node):
                                f"{', ViT ran' if out.encoded else ''})")
         if out.moves:
             self._goal, self._goal_sent = out.goal_position, self._now()
-            self._not_before = self._goal_sent
+            self._not_before, self._arrived = self._goal_sent, None
             self._final = out.decision.stop
             self.goal_pub.publish(pose_stamped(out.goal_position, out.goal_heading, header))
         self.markers_pub.publish(graph_markers(self.navigator.state.graph_map, self._goal, self.p.map_frame, now_msg))

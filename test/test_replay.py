@@ -29,7 +29,7 @@ from minivln_core.robot.bag import BagReader, BagRecorder  # noqa: E402
 from minivln_core.replay.config import ReplayConfig  # noqa: E402
 from minivln_core.robot.messages import BagTopics  # noqa: E402
 from minivln_core.replay.survey import read_survey  # noqa: E402
-from minivln_core.robot.inputs import panorama_from_image  # noqa: E402
+from minivln_core.robot.inputs import goal_from_pose_stamped, panorama_from_image  # noqa: E402
 from minivln_core.robot.launch import node_command, ros_environment  # noqa: E402
 
 from fixtures_online import DIM, EXTRACTOR, MAX_STEPS  # noqa: E402
@@ -123,6 +123,7 @@ def test_open_loop_with_the_recording_checkpoint_agrees_everywhere(recorded, tmp
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["decisions"] == sum(r["steps"] for r in results) >= 3
     assert summary["agreement"] == 100.0 and summary["recorded_episodes"] == 2
+    assert summary["state_differences"]["count"] == 0 and summary["same_state"] == summary["decisions"]
     assert summary["dropped_inputs"]["count"] == 0
     assert_same_as_simulation(tmp_path, results)  # the recorded run, rebuilt from odometry, scores as sim_robot did
     for r in results:
@@ -146,6 +147,112 @@ def test_open_loop_with_another_checkpoint_disagrees(recorded, tmp_path) -> None
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert summary["decisions"] == sum(r["steps"] for r in recorded["results"])
     assert summary["agreeing"] < summary["decisions"]
+
+
+def test_the_node_decides_only_on_observations_of_the_place_it_reached(online, ros_context, tmp_path) -> None:
+    """Issue 20: a robot republishes its observations while it travels (sim_robot's republish_period), and
+    on arrival the pose, a small message, reaches the node before the panorama. The node used to decide
+    right then, with the previous place's panorama and waypoints stamped after its goal: the new place got
+    the previous place's features for good (cached per place), and a replay of the bag, which holds the
+    place's own panorama, decided from another state (33 of 36 in the issue). Here the robot's arrival
+    is recorded whole but the panorama and waypoints are held back: the node must wait for them, and the
+    replay must then reproduce every decision from the node's very state (same stop probability and map)."""
+    from geometry_msgs.msg import PoseArray, PoseStamped
+    from minivln_interfaces.msg import NavigatorStatus
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from fixtures_ros import place_messages, now_seconds
+    from minivln_core.sim.world_robot import SimWorld
+    from minivln_ros.navigator_node import NavigatorNode
+
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    executor = SingleThreadedExecutor(context=ros_context)
+    node = NavigatorNode(context=ros_context, parameter_overrides=[
+        Parameter("checkpoint", value=str(online["checkpoint"])), Parameter("max_steps", value=MAX_STEPS)])
+    robot = rclpy.create_node("transit_robot", context=ros_context)
+    bag = BagRecorder(tmp_path / "bag")
+    goals: list = []
+    statuses: list = []
+
+    def clock_ns() -> int:
+        return robot.get_clock().now().nanoseconds
+
+    def received(store: list, topic: str, msgtype: str):
+        def callback(msg) -> None:
+            store.append(msg)
+            bag.write(topic, msgtype, clock_ns(), serialize_message(msg))
+        return callback
+
+    pubs = {name: (robot.create_publisher(kind, topic, latched if name == "instruction" else qos), msgtype)
+            for name, kind, topic, msgtype in [("instruction", String, "/instruction", M.STRING),
+                                               ("odom", Odometry, "/odom", M.ODOMETRY),
+                                               ("waypoints", PoseArray, "/navigable_waypoints", M.POSE_ARRAY),
+                                               ("panorama", Image, "/panorama", M.IMAGE)]}
+    robot.create_subscription(PoseStamped, "/goal_pose", received(goals, "/goal_pose", M.POSE_STAMPED), qos)
+    robot.create_subscription(NavigatorStatus, "/navigator_status",
+                              received(statuses, "/navigator_status", M.NAVIGATOR_STATUS), latched)
+
+    def record(name: str, msg) -> None:      # what the robot sends, as sim_robot records it: when it is sent
+        bag.write(pubs[name][0].topic_name, pubs[name][1], clock_ns(), serialize_message(msg))
+
+    def send(name: str, msg) -> None:
+        pubs[name][0].publish(msg)
+
+    def publish_place() -> None:
+        for name, msg in zip(("odom", "waypoints", "panorama"), place_messages(world, now_seconds(robot))):
+            record(name, msg)
+            send(name, msg)
+
+    world = SimWorld(online["world"], split="val_unseen")
+    world.start(world.episodes[0])
+    for n in (node, robot):
+        executor.add_node(n)
+    try:
+        spin(executor, lambda: all(p.get_subscription_count() >= 1 for p, _ in pubs.values()) and statuses, 30)
+        publish_place()
+        spin(executor, lambda: node._pano is not None, 10)
+        instruction = String(data=world.current.episode.instruction)
+        record("instruction", instruction)
+        send("instruction", instruction)
+        waits = 0
+        while True:
+            spin(executor, lambda: len(goals) > len(world.current.goals) or statuses[-1].state_name in ("arrived",
+                                                                                                        "failed"), 30)
+            if statuses[-1].state_name in ("arrived", "failed"):
+                break
+            publish_place()                  # still at the previous place: republished while travelling
+            spin_until(executor, lambda: False, 0.15)
+            position, heading = goal_from_pose_stamped(goals[len(world.current.goals)], "map")
+            world.move_to(position, heading)
+            odom, waypoints, pano = place_messages(world, now_seconds(robot))
+            for name, msg in (("odom", odom), ("waypoints", waypoints), ("panorama", pano)):
+                record(name, msg)            # all three recorded on arrival; the pose is there first
+            send("odom", odom)
+            step = node.navigator.step
+            spin_until(executor, lambda: False, 0.3)   # six ticks of the node at the goal
+            assert node.navigator.step == step and len(goals) == len(world.current.goals), \
+                "the node decided before the panorama and waypoints of the place it reached had arrived"
+            send("waypoints", waypoints)
+            send("panorama", pano)
+            waits += 1
+        assert statuses[-1].state_name == "arrived" and waits >= 2, statuses[-1]
+    finally:
+        bag.close()
+        for n in (node, robot):
+            executor.remove_node(n)
+            n.destroy_node()
+    out = tmp_path / "out"
+    assert main(["replay", "--bag", str(tmp_path / "bag"), "--checkpoint", str(online["checkpoint"]),
+                 "--set", f"max_steps={MAX_STEPS}", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["decisions"] == statuses[-1].step and summary["agreement"] == 100.0
+    assert summary["state_differences"]["count"] == 0, summary["state_differences"]
+    assert summary["same_state"] == summary["decisions"]
 
 
 # -- closed loop ------------------------------------------------------------------------------------

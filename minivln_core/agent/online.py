@@ -153,6 +153,7 @@ class OnlineDecision:
     latency: float                    # seconds spent (perception + policy)
     encoded: bool                     # the ViT ran (False: cached features of a known place)
     observation: OnlineObservation = field(repr=False)
+    margin: float = math.inf          # best minus second-best fused logit (inf: one choice); how near a tie
 
 
 class OnlineNavigator:
@@ -264,7 +265,8 @@ class OnlineNavigator:
             raise ValueError(f"the robot is at {np.round(obs.position, 2).tolist()}, a place never seen as a "
                              "waypoint of this episode's map: it did not arrive where it was sent")
         with torch.inference_mode():
-            decision = self.agent.step([self.state], [obs]).decisions[0]
+            result = self.agent.step([self.state], [obs])
+        decision, margin = result.decisions[0], _logit_margin(result.outputs.fused_logits[0])
         gmap = self.state.graph_map
         goal_heading, elevation = obs.heading, self._elevation
         if decision.path:
@@ -274,4 +276,13 @@ class OnlineNavigator:
         self._elevation = elevation
         return OnlineDecision(decision, obs.viewpoint, decision.target, gmap.position(decision.target).copy(),
                               float(goal_heading), bool(decision.path), len(gmap),
-                              time.perf_counter() - started, encoded, obs)
+                              time.perf_counter() - started, encoded, obs, margin)
+
+
+def _logit_margin(logits: torch.Tensor) -> float:
+    """Best minus second-best of the finite logits of one decision (N,); inf with a single choice."""
+    finite = logits[torch.isfinite(logits)].float()
+    if finite.numel() < 2:
+        return math.inf
+    top = torch.topk(finite, 2).values
+    return float(top[0] - top[1])

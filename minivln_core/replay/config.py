@@ -29,11 +29,18 @@ class ReplayConfig(Validated):
     max_instruction_chars: int = 2000  # the navigator's max_instruction_chars (longer instructions are dropped)
     feature_cache_size: int = 512    # the navigator's feature_cache_size (places whose features are kept)
     threads: int = 0                 # torch threads (0 = torch default)
+    # open loop: |recorded - replayed| stop probability above which a decision was replayed from another
+    # state than the node's. The same computation gives the same float32 number (0 difference measured;
+    # 1 vs 2 threads: <= 2.4e-7); the state differences of issue 20 moved it by 1e-5 to 6e-2. A node
+    # running the onnx or int8 policy rounds differently: raise it (e.g. 1e-3) for those bags.
+    state_tolerance: float = 1e-6
 
     def validate(self) -> None:
         """ConfigError naming the first bad key."""
         if self.max_steps < 1:
             raise ConfigError(f"config key 'max_steps': must be >= 1, got {self.max_steps}")
+        if not self.state_tolerance >= 0.0:
+            raise ConfigError(f"config key 'state_tolerance': must be >= 0, got {self.state_tolerance}")
         for name in ("place_tolerance", "match_tolerance"):
             if not getattr(self, name) > 0.0:
                 raise ConfigError(f"config key '{name}': must be > 0 metres, got {getattr(self, name)}")

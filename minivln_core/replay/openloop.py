@@ -14,6 +14,14 @@ A recorded decision is its goal (None for a stop in place) and whether it ended 
 short). Inputs the node would drop (wrong encoding, frame, size) are dropped here too and
 listed in `dropped`, each naming its message.
 
+Whether the replay held the node's state is checked too: the status of each decision carries
+the node's stop probability and map size, which the replayed decision must reproduce
+(`ReplayedDecision.same_state`; the same computation gives the same float32 number). A
+decision that disagrees with the same state is a near-tie decided differently or a setting
+(`max_steps`: a recorded stop the replay does not make); with another state, the node decided
+from other inputs than the bag shows. `replayed_margin` (best minus second-best logit) says how
+near a tie each replayed decision was.
+
 The recorded run itself — the places the odometry passed, gaps filled with shortest paths as
 `sim_robot` scores — is matched to the episodes file by instruction and start (`match_episodes`).
 """
@@ -28,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from minivln_core.agent.online import OnlineNavigator
+from minivln_core.errors import ConfigError
 from minivln_core.replay.config import ReplayConfig
 from minivln_core.robot import messages as M
 from minivln_core.robot.bag import BagError, BagMessage, BagReader
@@ -73,6 +82,11 @@ class ReplayedDecision:
     replayed_stop: bool | None = None    # None = the replayed agent made no decision here
     replayed_stop_prob: float | None = None
     note: str = ""                       # why the replayed agent made no decision
+    recorded_stop_prob: float | None = None  # the node's, from navigator_status (float32; None if NaN)
+    recorded_map_nodes: int | None = None    # the node's map size after the decision (navigator_status)
+    replayed_map_nodes: int | None = None
+    replayed_margin: float | None = None     # best minus second-best logit of the replayed decision
+    forced_stop: bool = False                # the node stopped here from the replay's state: max_steps ended it
 
     def agrees(self, tolerance: float) -> bool:
         """Same stop flag (where known) and the same goal place (or both stay)."""
@@ -83,6 +97,18 @@ class ReplayedDecision:
         if self.recorded_goal is None or self.replayed_goal is None:
             return self.recorded_goal is None and self.replayed_goal is None
         return float(np.linalg.norm(self.recorded_goal - self.replayed_goal)) <= tolerance
+
+    def same_state(self, tolerance: float = ReplayConfig.state_tolerance) -> bool | None:
+        """Whether the replay decided from the node's state: the same map size and stop probability
+        (within `tolerance`) as the node reported; None when unknown (no replayed decision)."""
+        if self.replayed_stop_prob is None:
+            return None
+        if None not in (self.recorded_map_nodes, self.replayed_map_nodes) and \
+                self.recorded_map_nodes != self.replayed_map_nodes:
+            return False
+        if self.recorded_stop_prob is None:
+            return None
+        return abs(self.recorded_stop_prob - self.replayed_stop_prob) <= tolerance
 
 
 @dataclass
@@ -118,6 +144,24 @@ class OpenLoopRun:
 
     def decisions(self) -> list[ReplayedDecision]:
         return [d for ep in self.episodes for d in ep.decisions]
+
+    def recorded_max_steps(self) -> int | None:
+        """The recording's max_steps when the bag shows it and it is not the replay's: the step of the node's
+        forced stops (`ReplayedDecision.forced_stop`) when they agree; None otherwise."""
+        steps = {d.step for d in self.decisions() if d.forced_stop}
+        return steps.pop() if len(steps) == 1 else None
+
+    def state_differences(self, tolerance: float = ReplayConfig.state_tolerance) -> list[str]:
+        """One line per decision the replay made from another state than the node's (`same_state` False)."""
+        lines = []
+        for ep in self.episodes:
+            for d in ep.decisions:
+                if d.same_state(tolerance) is False:
+                    lines.append(f"episode {ep.number} decision {d.step} (navigator_status message "
+                                 f"{d.status_index}): the node had {d.recorded_map_nodes} map nodes and stop "
+                                 f"probability {d.recorded_stop_prob}, the replay {d.replayed_map_nodes} and "
+                                 f"{d.replayed_stop_prob}")
+        return lines
 
 
 class _Player:
@@ -220,8 +264,15 @@ class _Player:
         if missing:
             raise BagError(self.bag, f"decision {s.step} of episode {ep.number} has no usable {', '.join(missing)} "
                                      "recorded before it", m.topic, m.index)
+        if s.step > self.config.max_steps:
+            raise ConfigError(f"{self.bag}: episode {ep.number} has a decision {s.step} (navigator_status message "
+                              f"{m.index}) but max_steps is {self.config.max_steps}: the recording navigator ran "
+                              f"with a larger max_steps; replay with --set max_steps=<its max_steps>")
         position, heading = inputs.pose
         d = ReplayedDecision(s.step, m.index, inputs.pose_index, position.copy(), goal)
+        stop_prob = float(s.stop_probability)
+        d.recorded_stop_prob = stop_prob if np.isfinite(stop_prob) else None
+        d.recorded_map_nodes = int(s.num_map_nodes) or None  # 0: not reported (the node's map has >= 1 node)
         ep.decisions.append(d)
         if not self.navigator.active:
             d.note = ep.replay_note or "the replayed agent had already stopped"
@@ -234,6 +285,7 @@ class _Player:
             return
         d.replayed_stop, d.replayed_stop_prob = bool(out.decision.stop), float(out.decision.stop_prob)
         d.replayed_goal = out.goal_position.copy() if out.moves else None
+        d.replayed_map_nodes, d.replayed_margin = getattr(out, "num_map_nodes", None), getattr(out, "margin", None)
         if out.decision.stop:
             ep.replay_note = "the replayed agent had already stopped"
 
@@ -245,7 +297,14 @@ class _Player:
         for d in ep.decisions[:-1]:
             d.recorded_stop = False
         if ep.decisions:  # the last decision stopped iff the navigator reported arrival
-            ep.decisions[-1].recorded_stop = True if state == "arrived" else None
+            last = ep.decisions[-1]
+            last.recorded_stop = True if state == "arrived" else None
+            if last.recorded_stop and last.replayed_stop is False and last.same_state(self.config.state_tolerance):
+                # the same state and stop probability, yet the node stopped: its stop was forced
+                last.forced_stop = True
+                last.note = (f"the node stopped here from the same state (stop probability "
+                             f"{last.recorded_stop_prob:.3f}): a forced stop, so the recording's max_steps was "
+                             f"probably {last.step} (--set max_steps={last.step})")
         if self.navigator.active:
             self.navigator.cancel()
 

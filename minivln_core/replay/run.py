@@ -90,16 +90,24 @@ def _xyz(p: np.ndarray | None) -> list[float] | None:
     return None if p is None else np.round(p, 3).tolist()
 
 
-def _episode_record(rec: Any, tolerance: float, matcher: Any = None) -> dict[str, Any]:
+def _finite(x: float | None) -> float | None:
+    """JSON has no infinity: a single-choice decision's margin is written as null."""
+    return None if x is None or not np.isfinite(x) else x
+
+
+def _episode_record(rec: Any, tolerance: float, state_tolerance: float, matcher: Any = None) -> dict[str, Any]:
     """JSON of one replayed episode: recorded state, agreement, and each decision (goals as places when known)."""
     def place(p: np.ndarray | None) -> str | None:
         return None if p is None or matcher is None else matcher.match(p)
 
-    decisions = [{"step": d.step, "agree": d.agrees(tolerance), "position": _xyz(d.position),
+    decisions = [{"step": d.step, "agree": d.agrees(tolerance), "same_state": d.same_state(state_tolerance),
+                  "position": _xyz(d.position),
                   "recorded_goal": _xyz(d.recorded_goal), "recorded_goal_place": place(d.recorded_goal),
                   "recorded_stop": d.recorded_stop, "replayed_goal": _xyz(d.replayed_goal),
                   "replayed_goal_place": place(d.replayed_goal), "replayed_stop": d.replayed_stop,
-                  "replayed_stop_prob": d.replayed_stop_prob, "note": d.note} for d in rec.decisions]
+                  "recorded_stop_prob": d.recorded_stop_prob, "replayed_stop_prob": d.replayed_stop_prob,
+                  "recorded_map_nodes": d.recorded_map_nodes, "replayed_map_nodes": d.replayed_map_nodes,
+                  "replayed_margin": _finite(d.replayed_margin), "note": d.note} for d in rec.decisions]
     agree = sum(d["agree"] for d in decisions)
     return {"navigator_episode": rec.number, "recorded_state": rec.state, "agreeing": agree,
             "agreement": 100.0 * agree / len(decisions) if decisions else 0.0, "decisions": decisions}
@@ -119,23 +127,36 @@ def run_open(req: ReplayRequest, config: ReplayConfig, annotated, out: Path) -> 
     replayed = replay_open_loop(req.bag, _navigator(req, config), config, progress=req.progress)
     decisions = replayed.decisions()
     agreeing = sum(d.agrees(config.place_tolerance) for d in decisions)
+    differences = replayed.state_differences(config.state_tolerance)
+    if differences:
+        log.warning("%d of %d decisions were replayed from another state than the node's (its stop probability or "
+                    "map size differs): the node decided from other inputs than the bag shows, or other settings; "
+                    "first: %s", len(differences), len(decisions), differences[0])
+    max_steps = replayed.recorded_max_steps()
+    if max_steps is not None:
+        log.warning("the recording navigator stopped at decision %d from the replay's state where the replayed agent "
+                    "went on: it ran with max_steps=%d, the replay with %d; replay with --set max_steps=%d",
+                    max_steps, max_steps, config.max_steps, max_steps)
     summary = _summary(req, config, recorded_episodes=len(replayed.episodes), decisions=len(decisions),
                        agreeing=agreeing, agreement=100.0 * agreeing / len(decisions) if decisions else 0.0,
+                       same_state=sum(d.same_state(config.state_tolerance) is True for d in decisions),
+                       state_differences={"count": len(differences), "first": differences[:20]},
+                       recorded_max_steps=max_steps,
                        dropped_inputs={"count": len(replayed.dropped), "first": replayed.dropped[:20]},
                        skipped_episodes=replayed.skipped)
     if annotated is None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "metrics.json", summary)
-        atomic_write_json(out / "episodes.json", [{"instruction": rec.instruction,
-                                                    **_episode_record(rec, config.place_tolerance)}
-                                                   for rec in replayed.episodes])
+        atomic_write_json(out / "episodes.json", [
+            {"instruction": rec.instruction, **_episode_record(rec, config.place_tolerance, config.state_tolerance)}
+            for rec in replayed.episodes])
         return summary
     episodes, episodes_file, connectivity = annotated
     graphs = load_connectivity(connectivity, sorted({ep.scan for ep in episodes}))
     outcomes = []
     for m in match_episodes(replayed, episodes, graphs, config, episodes_file):
         matcher = PlaceMatcher(graphs[m.episode.scan], config.match_tolerance)
-        details = _episode_record(m.recorded, config.place_tolerance, matcher)
+        details = _episode_record(m.recorded, config.place_tolerance, config.state_tolerance, matcher)
         marks = [d["replayed_goal_place"] for d in details["decisions"]
                  if not d["agree"] and d["replayed_goal_place"] is not None]
         outcomes.append(Outcome(m.episode, m.trajectory, details, marks, "replayed goal (disagrees)"))
