@@ -73,10 +73,10 @@ class Launch:
     def nodes(self) -> list[psutil.Process]:
         return psutil.Process(self.proc.pid).children(recursive=True)
 
-    def interrupt(self) -> tuple[int, list[int]]:
-        """Ctrl-C: the launch's exit status and the PIDs of its processes still alive afterwards."""
+    def interrupt(self, sig: int = signal.SIGINT) -> tuple[int, list[int]]:
+        """Ctrl-C (or `sig`): the launch's exit status and the PIDs of its processes still alive afterwards."""
         children = self.nodes()
-        self.proc.send_signal(signal.SIGINT)
+        self.proc.send_signal(sig)
         status = self.proc.wait(timeout=30)
         gone, alive = psutil.wait_procs(children, timeout=10)
         return status, [p.pid for p in alive]
@@ -216,6 +216,18 @@ def test_launch_plays_episodes_itself_and_ends_when_done(online, env, tmp_path) 
         assert launch.proc.wait(timeout=150) == 0, launch.output()[-3000:]
         assert launch.output().count('{"instr_id"') == 2
         assert "sim_robot ended" in launch.output() or "shutting down" in launch.output()
+    finally:
+        launch.kill()
+
+
+def test_sigterm_to_the_launcher_leaves_no_node_behind(online, env, tmp_path) -> None:
+    """Upstream launch exits on SIGTERM without stopping its processes; the nodes end with their parent."""
+    launch = Launch(env, tmp_path / "launch.log", "use_sim:=true", f"world:={online['world']}",
+                    f"checkpoint:={online['checkpoint']}")
+    try:
+        launch.wait_for("[navigator]: ready", timeout=90)
+        status, alive = launch.interrupt(signal.SIGTERM)
+        assert status != 0 and alive == [], launch.output()[-3000:]
     finally:
         launch.kill()
 
