@@ -30,7 +30,7 @@ from minivln_core.train.finetune import FinetuneConfig, run_finetune
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.trainer import LoopConfig
 
-REQUIRED = ["embedded-student"]   # what the package must ship (issue 18)
+REQUIRED = ["embedded-student", "synth60-teacher"]   # what the package must ship (issue 18)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -158,20 +158,34 @@ def test_fp16_round_trip_changes_no_greedy_decision(scored_run):
 
 
 # -- the card's metrics, recomputed ---------------------------------------------------------------
-def test_embedded_student_reproduces_its_card_on_a_spread_subset(embedded_world, tmp_path):
-    shipped = {s.name: s for s in list_shipped()}["embedded-student"]
-    card = shipped.card["metrics"]["val_unseen"]
-    n = 90
-    out = subprocess.run([sys.executable, "-m", "minivln_core", "evaluate", "--checkpoint", "embedded-student",
-                          "--world", str(embedded_world), "--features", "views_vit", "--split", "val_unseen",
-                          "--limit", str(n), "--batch-size", "16", "--out", str(tmp_path)], env=_env(),
+def _reproduce_card(name: str, world: Path, features: str, out_dir: Path, n: int = 90) -> None:
+    """`minivln evaluate` of a shipped checkpoint on n spread val_unseen episodes of a freshly built world
+    lands within 3 standard errors of its card's SR and far above a random walk."""
+    card = {s.name: s for s in list_shipped()}[name].card["metrics"]["val_unseen"]
+    out = subprocess.run([sys.executable, "-m", "minivln_core", "evaluate", "--checkpoint", name,
+                          "--world", str(world), "--features", features, "--split", "val_unseen",
+                          "--limit", str(n), "--batch-size", "16", "--out", str(out_dir)], env=_env(),
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
-    sr = json.loads((tmp_path / "embedded-student_val_unseen_metrics.json").read_text())["sr"]
+    sr = json.loads((out_dir / f"{name}_val_unseen_metrics.json").read_text())["sr"]
     p = card["policy"]["sr"] / 100
     noise = 3 * 100 * math.sqrt(p * (1 - p) / n)          # 3 standard errors of a subset of n episodes
     assert abs(sr - card["policy"]["sr"]) <= noise, (sr, card["policy"]["sr"], noise)
     assert sr > card["random_walk"]["sr"] + 15            # and it navigates: far above a random walk
+
+
+def test_embedded_student_reproduces_its_card_on_a_spread_subset(embedded_world, tmp_path):
+    _reproduce_card("embedded-student", embedded_world, "views_vit", tmp_path)
+
+
+def test_synth60_teacher_reproduces_its_card_on_a_spread_subset(tmp_path):
+    """The card's rebuild command (`minivln synth --houses 60`, ~20 s) gives the world it was trained on."""
+    card = {s.name: s for s in list_shipped()}["synth60-teacher"].card
+    assert card["world"]["rebuild"] == ["minivln synth --out DIR --houses 60 --seed 0"]
+    built = subprocess.run([sys.executable, "-m", "minivln_core", "synth", "--out", str(tmp_path / "world"),
+                            "--houses", "60", "--seed", "0"], env=_env(), capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    _reproduce_card("synth60-teacher", tmp_path / "world", "views", tmp_path / "eval")
 
 
 def test_the_main_job_shows_the_shipped_student_of_its_world_only():
