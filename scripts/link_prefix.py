@@ -45,7 +45,8 @@ def data_files(repo: Path = REPO) -> list[tuple[str, list[str]]]:
 def link(prefix: Path, repo: Path = REPO) -> tuple[int, int]:
     """Link every data file into `prefix`; returns (links made, stale links removed)."""
     wanted: dict[Path, Path] = {}
-    for folder, files in data_files(repo):
+    listed = data_files(repo)  # runs setup.py once
+    for folder, files in listed:
         for name in files:
             source = (repo / name).resolve()
             if not source.is_file():
@@ -61,7 +62,7 @@ def link(prefix: Path, repo: Path = REPO) -> tuple[int, int]:
         dest.symlink_to(source)
         made += 1
     removed = 0
-    for root in {prefix / folder for folder, _ in data_files(repo)}:
+    for root in {prefix / folder for folder, _ in listed}:
         for path in root.iterdir() if root.is_dir() else ():
             if path.is_symlink() and path not in wanted and Path(os.readlink(path)).is_relative_to(repo):
                 path.unlink()  # a file this checkout no longer installs
