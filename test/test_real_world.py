@@ -36,7 +36,7 @@ def test_held_out_houses_become_val_unseen_and_nothing_is_lost(data, tmp_path, c
     assert main(["real-world", "--data", str(data), "--out", str(out), "--holdout", "2", "--seed", "3"]) == 0
     info = json.loads((out / "world.json").read_text())
     held = set(info["holdout"]["scans"])
-    assert len(held) == 2 and info["houses"] == {"train": 3, "val_unseen": 2}   # 5 of the 6 houses are train
+    assert len(held) == 2 and info["houses"] == {"train": 3, "val_unseen": 2, "graphs": 6}   # 5 of the 6 are train
     src = data / "synth" / "annotations"
     for prefix in ("R2R", "REVERIE"):
         split = {s: _items(out / "annotations" / f"{prefix}_{s}.json") for s in ("train", "val_seen", "val_unseen")}
@@ -90,3 +90,14 @@ def test_the_real_data_when_present(shared_data, tmp_path):
                  "--no-features"]) == 0
     info = json.loads((tmp_path / "real" / "world.json").read_text())
     assert info["houses"]["val_unseen"] == 8 and info["counts"]["r2r"]["val_unseen"] > 0
+    assert info["houses"]["graphs"] == 90                     # every house, the official val_unseen ones too
+    held = set(info["holdout"]["scans"])
+    for prefix in ("R2R", "REVERIE"):
+        split = {s: _items(tmp_path / "real" / "annotations" / f"{prefix}_{s}.json")
+                 for s in ("train", "val_seen", "val_unseen")}
+        seen = {i["scan"] for i in split["train"] + split["val_seen"]}
+        unseen = {i["scan"] for i in split["val_unseen"]}
+        assert unseen and unseen <= held and not seen & held, prefix   # a held-out house may have no REVERIE
+    # REVERIE train exists only in v2: both splits come from that folder, never v1's val_seen with v2's train
+    sources = {Path(info["sources"][f"REVERIE_{s}.json"]).parent.name for s in ("train", "val_seen")}
+    assert sources == {"v2"}

@@ -42,10 +42,14 @@ def run_expert(env: NavEnv) -> list[dict[str, Any]]:
     """Roll every episode of `env` once with the shortest-path expert; returns results records.
 
     Each hop is one decision; an agent stops at its goal or when it has used `env.max_steps`
-    decisions. The records are `{"instr_id", "trajectory"}` in the order the env served them.
+    decisions. The records are `{"instr_id", "trajectory"}` in the order the env served them; when
+    the env has object features, `predObjId` is the oracle's pick: the episode's target object if
+    it is among the objects at the viewpoint where the expert stopped, else None (RGS then says
+    how often the object features let a perfect agent ground the target).
     """
     results: list[dict[str, Any]] = []
     for batch in env.iterate_once():
+        picks: list[str | None] = []
         for obs in batch:
             graph = env.graph(obs.index)
             goal = obs.episode.goal
@@ -58,5 +62,12 @@ def run_expert(env: NavEnv) -> list[dict[str, Any]]:
                 env.decide(obs.index)
                 env.hop(obs.index, nxt)
                 current = nxt
-        results.extend(env.results())
+            target = obs.episode.obj_id
+            seen = env.objects.get(obs.episode.scan, current).obj_ids if env.objects is not None else []
+            picks.append(str(target) if target is not None and str(target) in seen else None)
+        records = env.results()
+        if env.objects is not None:
+            for rec, pick in zip(records, picks):
+                rec["predObjId"] = pick
+        results.extend(records)
     return results

@@ -7,13 +7,17 @@ scans of R2R train; every instruction in them, from train or val_seen, goes to `
 and train / val_seen keep the other houses. Graphs and boxes are linked, not copied (the data is
 licensed for research and stays where it is); annotations are rewritten atomically; the view
 features are the object-name store of `perception.semantic` (docs/data.md). REVERIE annotations
-are split the same way when present; REVERIE training also needs object features, which this
-builder does not make.
+are split the same way when a folder holds both REVERIE_train.json and REVERIE_val_seen.json (in
+../shared/data only `reverie/v2` does: REVERIE train exists only in v2, and v1's val_seen is not
+mixed with v2's train); its object features come from `perception.semantic_objects`.
+
+Every annotated path is checked against the graphs: each viewpoint included and each hop an edge
+(`ScanGraph.is_walk`); a path that is not walkable is an error naming the file and record.
 
     <out>/connectivity/<scan>_connectivity.json -> the source files (+ scans.txt)
     <out>/annotations/R2R_{train,val_seen,val_unseen}.json, REVERIE_... (when present), BBoxes.json
-    <out>/features/views.h5 (+ views.h5.classes.json)
-    <out>/world.json   format "minivln-real-world": source, held-out scans, counts
+    <out>/features/views.h5 (+ views.h5.classes.json), objects.h5 (with REVERIE)
+    <out>/world.json   format "minivln-real-world": sources, held-out scans, house and instruction counts
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from minivln_core.data.connectivity import SUFFIX, list_scans
+from minivln_core.data.connectivity import SUFFIX, ScanGraph, load_connectivity
 from minivln_core.errors import DataError
 from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
 
@@ -39,10 +43,15 @@ def find_sources(data: Path) -> dict[str, Path]:
     if not data.is_dir():
         raise DataError(data, "data folder does not exist")
     found: dict[str, Path] = {}
-    for name in sorted(REQUIRED | {f"REVERIE_{s}.json" for s in SPLITS}):
+    for name in sorted(REQUIRED):
         hits = sorted(data.rglob(name))
         if hits:
             found[name] = hits[0]
+    # REVERIE: the first folder (sorted) that holds every split, so versions are never mixed.
+    for folder in sorted({p.parent for p in data.rglob("REVERIE_train.json")}):
+        if all((folder / f"REVERIE_{s}.json").is_file() for s in SPLITS):
+            found.update({f"REVERIE_{s}.json": folder / f"REVERIE_{s}.json" for s in SPLITS})
+            break
     graphs = sorted(data.rglob(f"*{SUFFIX}"))
     if graphs:
         found["connectivity"] = graphs[0].parent
@@ -78,6 +87,21 @@ def _items(path: Path) -> list[dict]:
     return items
 
 
+def check_walkable(items: list[dict], graphs: dict[str, ScanGraph], source: Path) -> None:
+    """Raise a DataError naming the record whose scan has no graph or whose path is not a walk in it."""
+    for i, item in enumerate(items):
+        record = f"#{i} (path_id {item.get('path_id', item.get('id', '?'))})"
+        graph = graphs.get(str(item["scan"]))
+        if graph is None:
+            raise DataError(source, f"scan '{item['scan']}' has no connectivity graph", record=record)
+        path = item.get("path")
+        walk = [str(v) for v in path] if isinstance(path, list) else []
+        if not walk or not all(v in graph for v in walk) or not graph.is_walk(walk):
+            raise DataError(source, "the path is not a walk in the house's navigation graph (a viewpoint is "
+                                    "unknown or excluded, or two consecutive viewpoints are not connected)",
+                            record=record, field="path")
+
+
 def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: int = 0,
                      features: bool = True) -> dict[str, Any]:
     """Arrange `data` as the world folder `out` (see the module docstring); returns world.json's content."""
@@ -87,12 +111,15 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     r2r = {split: _items(src[f"R2R_{split}.json"]) for split in SPLITS}
     held = set(held_out_scans(r2r["train"], holdout, seed, src["R2R_train.json"]))
+    graphs = load_connectivity(src["connectivity"])
     counts: dict[str, dict[str, int]] = {}
     used: set[str] = set()                     # scans any annotation refers to: they get features
     for prefix in ("R2R", "REVERIE"):
         if not all(f"{prefix}_{s}.json" in src for s in SPLITS):
             continue  # REVERIE is optional
         parts = r2r if prefix == "R2R" else {s: _items(src[f"REVERIE_{s}.json"]) for s in SPLITS}
+        for s in SPLITS:
+            check_walkable(parts[s], graphs, src[f"{prefix}_{s}.json"])
         split = {"train": [i for i in parts["train"] if i["scan"] not in held],
                  "val_seen": [i for i in parts["val_seen"] if i["scan"] not in held],
                  "val_unseen": [i for s in SPLITS for i in parts[s] if i["scan"] in held]}
@@ -101,7 +128,7 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
             used.update(str(i["scan"]) for i in items)
         counts[prefix.lower()] = {name: len(items) for name, items in split.items()}
     _link(src["BBoxes.json"], out / "annotations" / "BBoxes.json")
-    scans = list_scans(src["connectivity"])
+    scans = sorted(graphs)
     for scan in scans:
         _link(src["connectivity"] / f"{scan}{SUFFIX}", out / "connectivity" / f"{scan}{SUFFIX}")
     atomic_write_text(out / "connectivity" / "scans.txt", "\n".join(scans) + "\n")
@@ -109,10 +136,22 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
     if features:
         from minivln_core.perception.semantic import build_semantic_store
 
-        stats = build_semantic_store(src["BBoxes.json"], out / "connectivity", out / "features" / "views.h5",
-                                     scans=sorted(used))
-    houses = {"train": len({i["scan"] for i in r2r["train"]} - held), "val_unseen": len(held)}
-    info = {"format": "minivln-real-world", "version": 1, "source": str(Path(data).resolve()),
+        from minivln_core.data.bboxes import ObjectIndex
+        from minivln_core.perception.semantic import NameEmbedder
+        from minivln_core.perception.semantic_objects import build_semantic_objects
+
+        index, embedder = ObjectIndex.load(src["BBoxes.json"]), NameEmbedder()
+        stats = build_semantic_store(index, out / "connectivity", out / "features" / "views.h5",
+                                     scans=sorted(used), embedder=embedder)
+        if "reverie" in counts:
+            reverie_scans = sorted({str(i["scan"]) for s in ("train", "val_seen", "val_unseen")
+                                    for i in _items(out / "annotations" / f"REVERIE_{s}.json")})
+            stats["objects"] = build_semantic_objects(index, out / "connectivity", out / "features" / "objects.h5",
+                                                      scans=reverie_scans, embedder=embedder)
+    houses = {"train": len({i["scan"] for i in r2r["train"]} - held), "val_unseen": len(held),
+              "graphs": len(scans)}
+    sources = {name: str(path.resolve()) for name, path in sorted(src.items())}
+    info = {"format": "minivln-real-world", "version": 2, "source": str(Path(data).resolve()), "sources": sources,
             "holdout": {"count": holdout, "seed": seed, "scans": sorted(held)}, "houses": houses,
             "counts": counts, "features": stats}
     atomic_write_json(out / "world.json", info)

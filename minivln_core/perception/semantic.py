@@ -4,7 +4,7 @@ No Matterport images exist on this machine, but REVERIE's box annotations say wh
 visible in which of the 36 views at each viewpoint. This module turns that into a drop-in view
 feature file (same HDF5 layout as DUET's ViT features, `data.features`):
 
-* every distinct object name (lower-cased, '_' -> ' ', whitespace collapsed) is embedded once
+* every distinct object name (lower-cased, '_' and '#' -> ' ', whitespace collapsed) is embedded once
   with all-MiniLM-L6-v2 as sentence-transformers does it: mean of the final token embeddings
   over the attention mask, then L2-normalised -> (384,);
 * a view's vector is the mean of the embeddings of the *distinct* names visible in it (an
@@ -57,8 +57,9 @@ MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length; object names are a few to
 
 
 def normalise_name(name: str) -> str:
-    """Lower-case, '_' -> ' ', collapse whitespace ("Door_Frame " -> "door frame")."""
-    return re.sub(r"\s+", " ", name.replace("_", " ")).strip().lower()
+    """Lower-case, '_' and '#' -> ' ' (REVERIE joins words with '#'), collapse whitespace
+    ("Door_Frame " -> "door frame", "bath#cabinet" -> "bath cabinet")."""
+    return re.sub(r"[\s_#]+", " ", name).strip().lower()
 
 
 def nothing_vector(dim: int = EMBED_DIM, seed: int = NOTHING_SEED) -> np.ndarray:
@@ -157,11 +158,14 @@ def classes_path(out_path: str | Path) -> Path:
     return out_path.with_name(out_path.name + ".classes.json")
 
 
-def build_semantic_store(bboxes_path: str | Path, connectivity_dir: str | Path, out_path: str | Path,
+def build_semantic_store(bboxes_path: str | Path | ObjectIndex, connectivity_dir: str | Path, out_path: str | Path,
                          scans: Sequence[str] | None = None, embedder: NameEmbedder | None = None,
                          compression: str | None = None) -> dict[str, int]:
-    """Write (36, 384 + 1) semantic view features for every included viewpoint of `scans`; returns counts."""
-    index = ObjectIndex.load(bboxes_path)
+    """Write (36, 384 + 1) semantic view features for every included viewpoint of `scans`; returns counts.
+
+    `bboxes_path` is BBoxes.json, a BBox/ folder, or an ObjectIndex already read from one."""
+    index = bboxes_path if isinstance(bboxes_path, ObjectIndex) else ObjectIndex.load(bboxes_path)
+    bboxes_path = index.source
     scan_list = sorted(set(scans)) if scans is not None else index.scans()
     if not scan_list:
         raise DataError(bboxes_path, "no scans to build (the annotation file lists none)")
