@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.embedded_world",
     "minivln_core.commands.real_world",
     "minivln_core.commands.features",
+    "minivln_core.commands.distill_vit",
     "minivln_core.commands.info",
     "minivln_core.commands.eval_trajectories",
     "minivln_core.commands.evaluate",

@@ -25,7 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_mutually_exclusive_group()
     s.add_argument("--student", help="student checkpoint")
     s.add_argument("--student-preset", default="minivln", choices=sorted(PRESETS))
-    p.add_argument("--out", default="runs/bench/bench.json", help="JSON output (the chart goes beside it)")
+    p.add_argument("--place", action="store_true",
+                   help="instead: time new place -> goal (36-view extraction + decision, OnlineNavigator) per "
+                        "extractor variant, with decision agreement against the trained features; --set then "
+                        "overrides PlaceBenchConfig: world, checkpoint, features, variants, split, places, rounds, "
+                        "threads, max_steps, agreement_limit, score_sr")
+    p.add_argument("--out", default=None, help="JSON output (the chart goes beside it; default "
+                                               "runs/bench/bench.json, with --place runs/bench/place.json)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="BenchConfig override: steps, warmup, min_nodes, threads, houses, seed, vit_repeats, int8, "
                         "runtime (torch|onnx), compare_torch, alone, "
@@ -41,6 +47,13 @@ def _policy(checkpoint: str | None, name: str) -> DuetPolicy:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.place:
+        from minivln_core.eval.place_bench import PlaceBenchConfig, place_lines, run_place_bench
+
+        report = run_place_bench(build_config(PlaceBenchConfig, overrides=args.set), args.out or "runs/bench/place.json")
+        print("\n".join(place_lines(report)))
+        return 0
+    args.out = args.out or "runs/bench/bench.json"
     cfg = build_config(BenchConfig, overrides=args.set)
     teacher, student = _policy(args.teacher, args.teacher_preset), _policy(args.student, args.student_preset)
     result = run_bench(teacher, student, cfg, (args.teacher or args.teacher_preset, args.student or args.student_preset),

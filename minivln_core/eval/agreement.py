@@ -4,12 +4,16 @@ Used to check a faster copy of a policy (the int8 student) against the original:
 the same observations in lockstep; the reference's greedy decisions drive the episodes, and the
 candidate, kept on the same trajectory (its map sees the same observations), is asked at every
 step which action it would take. The maps are identical, so both choose among the same nodes.
+The candidate may also see other view features at the same places (another extractor, or the
+same policy on a faster extractor's features: `minivln bench --place`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -20,9 +24,19 @@ from minivln_core.models.policy import DuetPolicy
 
 
 def action_agreement(reference: DuetPolicy, candidate: DuetPolicy, spec: EvalSpec,
-                     progress: bool = False) -> dict[str, Any]:
-    """Fraction of decisions where candidate's argmax equals reference's, over every episode of `spec`."""
+                     progress: bool = False, candidate_features=None) -> dict[str, Any]:
+    """Fraction of decisions where candidate's argmax equals reference's, over every episode of `spec`.
+
+    `candidate_features` (a store with `get(scan, vp) -> (36, D)`) gives the candidate other view
+    features than the reference's (another extractor) at the same places; default: the same."""
     env = build_env(spec)
+
+    def seen(observations):
+        if candidate_features is None:
+            return observations
+        return [replace(o, view_features=np.asarray(candidate_features.get(o.scan, o.viewpoint), np.float32))
+                for o in observations]
+
     ref, cand = NavigationAgent(reference.eval(), spec.max_steps), NavigationAgent(candidate.eval(), spec.max_steps)
     steps = agree = episodes = whole = 0
     with torch.inference_mode(), tqdm(total=len(env.episodes), desc="agreement", unit="ep", disable=not progress,
@@ -36,7 +50,7 @@ def action_agreement(reference: DuetPolicy, candidate: DuetPolicy, spec: EvalSpe
                 res = ref.step([ref_states[i] for i in active], current)
                 chosen = {i: (None if d.action == 0 else nodes[d.action])
                           for i, d, nodes in zip(active, res.decisions, res.nodes)}
-                other = cand.step([cand_states[i] for i in active], current, feedback="teacher",
+                other = cand.step([cand_states[i] for i in active], seen(current), feedback="teacher",
                                   expert=lambda st, obs: chosen[obs.index])
                 if other.nodes != res.nodes:
                     raise RuntimeError("reference and candidate maps differ on the same observations")

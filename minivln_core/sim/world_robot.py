@@ -72,14 +72,19 @@ class SimWorld(GraphRobot):
     def panorama(self) -> np.ndarray:
         """(W/2, W, 3) uint8 RGB equirect panorama centred on the robot heading."""
         cur = self._require()
-        key = (cur.episode.scan, cur.viewpoint)
-        pano0 = self._panos.get(key)
-        if pano0 is None:
-            renderer = self._renderers.get(cur.episode.scan)
-            if renderer is None:
-                renderer = self._renderers[cur.episode.scan] = Renderer(self.houses[cur.episode.scan])
-            pano0 = renderer.render_equirect(renderer.camera_position(cur.viewpoint), heading=0.0,
-                                             width=self.pano_width, height=self.pano_width // 2)  # (H, W, 3)
-            self._panos[key] = pano0
+        pano0 = self.heading0_panorama(cur.episode.scan, cur.viewpoint)
         col = int(round(cur.heading / VIEW_STEP)) % VIEWS_PER_ROW
         return np.roll(pano0, -col * (self.pano_width // VIEWS_PER_ROW), axis=1)
+
+    def heading0_panorama(self, scan: str, viewpoint: str) -> np.ndarray:
+        """(W/2, W, 3) uint8 RGB panorama of a viewpoint facing heading 0 (rendered once, then cached)."""
+        key = (scan, viewpoint)
+        pano0 = self._panos.get(key)
+        if pano0 is None:
+            renderer = self._renderers.get(scan)
+            if renderer is None:
+                renderer = self._renderers[scan] = Renderer(self.houses[scan])
+            pano0 = renderer.render_equirect(renderer.camera_position(viewpoint), heading=0.0,
+                                             width=self.pano_width, height=self.pano_width // 2)  # (H, W, 3)
+            self._panos[key] = pano0
+        return pano0
