@@ -29,6 +29,10 @@ def test_bench_reports_step_times_and_speedup(tmp_path, capsys):
     for name in ("student_alone", "student_int8_alone"):
         assert result[name]["step"]["n"] == 8 and result[name]["params"] == result["student"]["params"]
     assert "without the teacher" in printed
+    # The headline is each policy timed alone, as a robot runs one
+    assert result["teacher_alone"]["params"] == result["teacher"]["params"]
+    assert result["speedup_alone"] == result["teacher_alone"]["step_ms"] / result["student_alone"]["step_ms"]
+    assert any("each timed alone" in line for line in printed.splitlines())
 
 
 def test_int8_student_is_timed_and_agrees_with_fp32_on_a_split(tmp_path, capsys):
