@@ -98,3 +98,14 @@ def bbox_entries() -> dict[str, Any]:
         f"{TOY_SCAN}_d": {"42": {"name": "lamp", "visible_pos": [27], "bbox2d": [[1.5, 2.5, 3.0, 4.0]]}},
         f"{TOY_SCAN}_b": {"9": {"name": "door", "visible_pos": [], "bbox2d": []}},
     }
+
+
+def write_real_format_data(root: Path, houses: int = 6) -> Path:
+    """A data folder like ../shared/data: a generated world's graphs, R2R / REVERIE and BBoxes.json in
+    the real formats under `root/synth`, found by name at any depth, without val_unseen annotations."""
+    from minivln_core.data.synth import SynthConfig, generate_world
+
+    generate_world(root / "synth", SynthConfig(houses=houses, paths_per_house=4, reverie_per_house=3, feature_dim=16))
+    for path in (root / "synth" / "annotations").glob("*_val_unseen.json"):
+        path.unlink()
+    return root

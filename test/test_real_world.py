@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_data import write_real_format_data
 from minivln_core.cli import main
 from minivln_core.data.features import ViewFeatureStore, feature_key
 from minivln_core.data.connectivity import load_connectivity
-from minivln_core.data.synth import SynthConfig, generate_world
 
 
 def _items(path: Path) -> list[dict]:
@@ -24,11 +24,7 @@ def _items(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """A data folder laid out unlike a world folder (files found by name, at any depth), without val_unseen."""
-    root = tmp_path_factory.mktemp("data")
-    generate_world(root / "synth", SynthConfig(houses=6, paths_per_house=4, reverie_per_house=3, feature_dim=16))
-    for path in (root / "synth" / "annotations").glob("*_val_unseen.json"):
-        path.unlink()
-    return root
+    return write_real_format_data(tmp_path_factory.mktemp("data"))
 
 
 def test_held_out_houses_become_val_unseen_and_nothing_is_lost(data, tmp_path, capsys):

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures_data import TOY_POSITIONS, TOY_SCAN, write_json, write_toy_connectivity
+from fixtures_data import TOY_POSITIONS, TOY_SCAN, write_json, write_real_format_data, write_toy_connectivity
 from minivln_core.cli import main
 from minivln_core.data.bboxes import ObjectIndex
 from minivln_core.data.features import ObjectFeatureStore
 from minivln_core.data.reverie import load_reverie
-from minivln_core.data.synth import SynthConfig, generate_world
 from minivln_core.errors import DataError
 from minivln_core.perception.semantic import NameEmbedder, normalise_name
 from minivln_core.perception.semantic_objects import build_semantic_objects
@@ -87,11 +86,7 @@ def test_reverie_names_are_split_into_words():
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory) -> Path:
     """Real-format files without val_unseen, as ../shared/data is laid out."""
-    root = tmp_path_factory.mktemp("data")
-    generate_world(root / "synth", SynthConfig(houses=6, paths_per_house=4, reverie_per_house=3, feature_dim=16))
-    for path in (root / "synth" / "annotations").glob("*_val_unseen.json"):
-        path.unlink()
-    return root
+    return write_real_format_data(tmp_path_factory.mktemp("data"))
 
 
 def _expert_rgs(world: Path, split: str, out: Path) -> dict:
