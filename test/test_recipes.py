@@ -307,3 +307,23 @@ def test_teacher_table_lists_the_scored_stages_only(tmp_path) -> None:
     plans = plan(load_recipe("teacher", ["score_stages=dagger"]))
     commands = [a.command() for a in plans if not a.table]
     assert any("dagger/final" in c for c in commands) and not any("imitation/final" in c for c in commands)
+
+
+def test_teacher_table_adds_remote_grounding_for_reverie(tmp_path) -> None:
+    from minivln_core.experiments.recipes import teacher_table
+
+    (tmp_path / "dagger" / "final").mkdir(parents=True)
+    for split in ("val_seen", "val_unseen"):
+        (tmp_path / "dagger" / "final" / f"last_{split}_metrics.json").write_text(
+            json.dumps({"sr": 40.0, "spl": 30.0, "ndtw": 35.0, "rgs": 25.0, "rgspl": 20.5, "num_episodes": 8}))
+    lines = teacher_table(tmp_path).splitlines()
+    assert "RGS | RGSPL" in lines[0] and lines[2] == "| dagger | val_seen | 40.0 | 30.0 | 35.0 | 25.0 | 20.5 | 8 |"
+
+
+def test_the_real_house_recipe_builds_one_world_for_both_tasks() -> None:
+    for task in ("r2r", "reverie"):
+        commands = [a.command() for a in plan(load_recipe("real_teacher", [f"task={task}", f"out=runs/real/{task}"]))
+                    if not a.table]
+        assert commands[0].endswith("minivln real-world --data ../shared/data --out runs/real/world --holdout 8 --seed 0")
+        assert all(f"--set task={task}" in c for c in commands if " finetune " in f" {c}")
+        assert all(f"--task {task}" in c for c in commands if "evaluate" in c)

@@ -153,14 +153,16 @@ def _metrics_row(folder: Path, run: str, split: str) -> dict[str, Any]:
 def teacher_table(folder: Path) -> str:
     """SR/SPL/nDTW of the imitation and DAgger stages of the teacher recipe, per validation split
     (a stage left out of `score_stages` has no `final/` folder and no row)."""
-    rows = ["| stage | split | SR | SPL | nDTW | episodes |", "|---|---|---:|---:|---:|---:|"]
     stages = [s for s in ("imitation", "dagger") if (folder / s / "final").is_dir()]
     if not stages:
         raise FileNotFoundError(f"{folder}: no stage has been scored (no imitation/final or dagger/final)")
-    for stage in stages:
-        for split in ("val_seen", "val_unseen"):
-            m = _metrics_row(folder, stage, split)
-            rows.append(f"| {stage} | {split} | {m['sr']:.1f} | {m['spl']:.1f} | {m['ndtw']:.1f} | {m['num_episodes']} |")
+    scores = {(stage, split): _metrics_row(folder, stage, split) for stage in stages for split in ("val_seen", "val_unseen")}
+    grounding = all("rgs" in m for m in scores.values())          # REVERIE: remote grounding too
+    rows = ["| stage | split | SR | SPL | nDTW |" + (" RGS | RGSPL |" if grounding else "") + " episodes |",
+            "|---|---|---:|---:|---:|" + ("---:|---:|" if grounding else "") + "---:|"]
+    for (stage, split), m in scores.items():
+        extra = f" {m['rgs']:.1f} | {m['rgspl']:.1f} |" if grounding else ""
+        rows.append(f"| {stage} | {split} | {m['sr']:.1f} | {m['spl']:.1f} | {m['ndtw']:.1f} |{extra} {m['num_episodes']} |")
     return "\n".join(rows)
 
 
