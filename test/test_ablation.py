@@ -79,6 +79,26 @@ def test_variants_follow_tables_three_and_five():
         AblationConfig(kd_weight_sweep=[0.0]).validate()
 
 
+def test_table_four_switches_each_stage_two_term_off(tmp_path, monkeypatch):
+    from minivln_core.experiments import distill_ablation
+
+    cfg = AblationConfig(term_ablation=True)
+    extra = variants(cfg)[4:]
+    assert [(v.id, v.off, v.kd_weight) for v in extra] == [("#1-txt", ("txt",), 0.1), ("#1-pano", ("pano",), 0.1),
+                                                          ("#1-fuse", ("fuse",), 0.1)]
+    ablation = distill_ablation.Ablation(cfg, tmp_path)
+    jobs = {job.name: job for job in ablation.jobs()[0]}
+    assert jobs["student/two-stage-no-pano"].kwargs["off"] == ("pano",)
+    assert jobs["student/two-stage-no-pano"].needs == {"init": "student/distill-pretrain", "teacher": "teacher/finetune"}
+    seen = {}
+    monkeypatch.setattr(distill_ablation, "run_distill_finetune", lambda c, out, **kw: seen.setdefault(out.name, c))
+    ablation.finetune("two-stage-no-fuse", "tiny-student", tmp_path / "init", teacher="t", off=("fuse",))
+    ablation.finetune("two-stage", "tiny-student", tmp_path / "init", teacher="t")
+    assert (seen["two-stage-no-fuse"].kd_fuse, seen["two-stage-no-fuse"].kd_txt, seen["two-stage-no-fuse"].kd_pano) == (
+        False, True, True)
+    assert seen["two-stage"].kd_fuse and seen["two-stage"].kd_txt and seen["two-stage"].kd_pano
+
+
 def _row(name: str, sr: float, split: str = "val_unseen", **extra) -> dict:
     return {"name": name, "id": name, "policy": name, "split": split, "sr": sr, "spl": sr, "ndtw": sr,
             "pretrain_kd": None, "finetune_kd": None, "kd_weight": None, "params": 1, "step_ms": 1.0, **extra}

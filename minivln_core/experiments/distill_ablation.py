@@ -7,7 +7,7 @@ Every run uses the same seed, the same pretraining and fine-tuning budgets and t
   teacher;
 - four student fine-tunings: #1 both stages (stage-1 student + stage-2 KD), #2 pretraining KD only,
   #3 fine-tuning KD only (plain student + stage-2 KD), #4 no KD; the sweep adds #1 at other
-  KDWeights.
+  KDWeights (Table V), and `term_ablation` adds #1 without each stage-2 term (Table IV).
 Each policy is scored with greedy rollouts on every split (SR, SPL, nDTW; RGS and RGSPL on REVERIE).
 Parameter counts come from the models. Per-step CPU milliseconds come from `eval.bench` (teacher and
 student timed side by side; the students all have the same architecture, so one timing serves all).
@@ -93,6 +93,8 @@ class AblationConfig(Validated):
     #                                         or use `teacher` when only that is given
     budget: AblationBudget = field(default_factory=AblationBudget)
     kd_weight_sweep: list[float] = field(default_factory=list)  # Table V: e.g. [0.01, 0.1, 1]
+    # Table IV: the two-stage student once more with each stage-2 term switched off (L_txt, L_pano, L_fuse)
+    term_ablation: bool = False
     # Recipes: learning rates, task mix, eval sets, stage-1 kd_* weights, stage-2 kd_weight,
     # kd_temperature and term switches. World, features, task, presets, init, teacher, steps,
     # batch size and seed are set by the ablation.
@@ -132,6 +134,7 @@ class Variant:
     pretrain_kd: bool
     finetune_kd: bool
     kd_weight: float | None = None
+    off: tuple[str, ...] = ()               # Table IV: stage-2 terms switched off ("txt", "pano", "fuse")
 
 
 def variants(cfg: AblationConfig) -> list[Variant]:
@@ -145,7 +148,14 @@ def variants(cfg: AblationConfig) -> list[Variant]:
         if weight != w:
             rows.append(Variant(f"two-stage-kd{weight:g}", f"#1@{weight:g}",
                                 f"student, both stages, KDWeight {weight:g}", True, True, weight))
+    if cfg.term_ablation:
+        for term in KD_TERMS:
+            rows.append(Variant(f"two-stage-no-{term}", f"#1-{term}", f"student, both stages, without L_{term}",
+                                True, True, w, (term,)))
     return rows
+
+
+KD_TERMS = ("txt", "pano", "fuse")          # the stage-2 terms (distill.stage2): text, panorama, fused logits
 
 
 class Ablation:
@@ -173,11 +183,12 @@ class Ablation:
         return run / "policy"
 
     def finetune(self, name: str, preset: str, init: Path, teacher: str | Path | None = None,
-                 kd_weight: float | None = None, steps: int = 0) -> Path:
+                 kd_weight: float | None = None, steps: int = 0, off: tuple[str, ...] = ()) -> Path:
         """Fine-tuning from `init` for `steps` (0 = the budget's), distilling `teacher` (at `kd_weight`,
-        default the recipe's) when given; returns the best checkpoint."""
+        default the recipe's, without the stage-2 terms in `off`) when given; returns the best checkpoint."""
         cfg = replace(self.finetune_cfg, preset=preset, init=str(init), teacher=str(teacher) if teacher else None,
-                      kd_weight=self.finetune_cfg.kd_weight if kd_weight is None else kd_weight)
+                      kd_weight=self.finetune_cfg.kd_weight if kd_weight is None else kd_weight,
+                      **{f"kd_{term}": False for term in off})
         if steps:
             cfg = replace(cfg, loop=replace(cfg.loop, steps=steps))
         run_distill_finetune(cfg, self.out / name, meta={"ablation": name}, progress=self.progress)
@@ -211,7 +222,7 @@ class Ablation:
             if v.finetune_kd:
                 needs["teacher"] = "teacher/finetune"
             jobs.append(Job(f"student/{v.name}", runner.finetune, (f"student/{v.name}", cfg.student_preset),
-                            {"kd_weight": v.kd_weight}, needs))
+                            {"kd_weight": v.kd_weight, "off": v.off}, needs))
             policies[v.name] = f"student/{v.name}"
         for split in cfg.splits:
             for name, job in policies.items():
