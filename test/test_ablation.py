@@ -90,6 +90,9 @@ def test_table_four_switches_each_stage_two_term_off(tmp_path, monkeypatch):
     jobs = {job.name: job for job in ablation.jobs()[0]}
     assert jobs["student/two-stage-no-pano"].kwargs["off"] == ("pano",)
     assert jobs["student/two-stage-no-pano"].needs == {"init": "student/distill-pretrain", "teacher": "teacher/finetune"}
+    # a shipped teacher is given by name
+    named = distill_ablation.Ablation(AblationConfig(teacher="synth60-teacher"), tmp_path).jobs()[1]
+    assert named["teacher/finetune"] == named["teacher/pretrain"] and (named["teacher/finetune"] / "card.json").is_file()
     seen = {}
     monkeypatch.setattr(distill_ablation, "run_distill_finetune", lambda c, out, **kw: seen.setdefault(out.name, c))
     ablation.finetune("two-stage-no-fuse", "tiny-student", tmp_path / "init", teacher="t", off=("fuse",))

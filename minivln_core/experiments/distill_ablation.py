@@ -38,6 +38,7 @@ from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_f
 from minivln_core.models.checkpoint import CONFIG_NAME
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.loading import load_policy
+from minivln_core.models.shipped import resolve_checkpoint
 from minivln_core.train.jobs import Job, run_jobs
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.pretrain import run_pretrain
@@ -204,12 +205,12 @@ class Ablation:
         runner = self if cfg.jobs <= 1 else Ablation(cfg, self.out, progress=False)
         given: dict[str, Path] = {}
         jobs: list[Job] = []
-        if cfg.teacher_pretrain or cfg.teacher:
-            given["teacher/pretrain"] = Path(cfg.teacher_pretrain or cfg.teacher)
+        if cfg.teacher_pretrain or cfg.teacher:  # folders or shipped names (`minivln checkpoints`)
+            given["teacher/pretrain"] = resolve_checkpoint(cfg.teacher_pretrain or cfg.teacher)
         else:
             jobs.append(Job("teacher/pretrain", runner.pretrain, ("teacher/pretrain", cfg.teacher_preset)))
         if cfg.teacher:
-            given["teacher/finetune"] = Path(cfg.teacher)
+            given["teacher/finetune"] = resolve_checkpoint(cfg.teacher)
         else:
             jobs.append(Job("teacher/finetune", runner.finetune, ("teacher/finetune", cfg.teacher_preset),
                             {"steps": cfg.budget.teacher_finetune_steps}, needs={"init": "teacher/pretrain"}))
