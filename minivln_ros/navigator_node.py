@@ -55,7 +55,7 @@ from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from minivln_core.agent.online import OnlineNavigator
-from minivln_core.perception.config import load_extractor_config
+from minivln_core.perception.config import load_extractor_config, with_variant
 from minivln_core.frames import yaw_to_heading
 from minivln_core.robot.inputs import (
     InputError,
@@ -95,6 +95,8 @@ class NavigatorNode(Node):
         validate_navigator(self.p)
         p = self.p
         extractor = load_extractor_config(p.checkpoint, p.features_file or None, p.vit_weights_dir or None)
+        if p.extractor_variant:
+            extractor = with_variant(extractor, p.extractor_variant)
         self.navigator = OnlineNavigator.from_checkpoint(p.checkpoint, extractor, max_steps=p.max_steps,
                                                          place_tolerance=p.place_tolerance, threads=p.threads,
                                                          cache_size=p.feature_cache_size, int8=p.int8,

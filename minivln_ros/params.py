@@ -18,8 +18,9 @@ from typing import Any
 
 from rclpy.validate_topic_name import validate_topic_name
 
-from minivln_core.errors import DataError
+from minivln_core.errors import ConfigError, DataError
 from minivln_core.models.shipped import resolve_checkpoint
+from minivln_core.perception.config import parse_variant
 from minivln_ros.param_spec import ParamError, Spec, declare, param, specs_of
 
 __all__ = ["NAVIGATOR", "SIM_ROBOT", "NavigatorParams", "ParamError", "SimRobotParams", "Spec", "declare",
@@ -35,6 +36,9 @@ class NavigatorParams:
     vit_weights_dir: str = param("", "ViT weights folder; empty = the one recorded in the extractor settings")
     features_file: str = param("", "view feature file whose 'extractor_config' attribute gives the extractor "
                                    "settings, used when the checkpoint has no extractor.json")
+    extractor_variant: str = param("", "how the ViT runs: empty = as recorded with the checkpoint, or "
+                                       "<torch|onnx>-<fp32|bf16|int8>[:<distilled extractor folder>] (`minivln "
+                                       "bench --place` measures each one's latency and decision agreement)")
     threads: int = param(0, "torch intra-op threads (0 = torch default)", 0, 256)
     int8: bool = param(False, "run the policy dynamically int8-quantised (faster on a CPU; `minivln bench` "
                               "measures its speed and argmax agreement with fp32)")
@@ -136,6 +140,13 @@ def validate_navigator(p: NavigatorParams) -> None:
         raise ParamError(f"parameter 'vit_weights_dir': {p.vit_weights_dir} is not a directory")
     if p.features_file and not Path(p.features_file).is_file():
         raise ParamError(f"parameter 'features_file': {p.features_file} does not exist")
+    if p.extractor_variant:
+        try:
+            _, _, folder = parse_variant(p.extractor_variant)
+        except ConfigError as exc:
+            raise ParamError(f"parameter 'extractor_variant': {exc}") from None
+        if folder and not Path(folder).is_dir():
+            raise ParamError(f"parameter 'extractor_variant': {folder} is not a directory")
     if p.policy_runtime not in ("torch", "onnx"):
         raise ParamError(f"parameter 'policy_runtime' must be 'torch' or 'onnx', got {p.policy_runtime!r}")
     if p.pose_source not in ("odom", "tf"):

@@ -108,6 +108,7 @@ def test_closed_loop_matches_offline_rollout(online, ros_context, tmp_path) -> N
     ("checkpoint:=/nonexistent", "checkpoint"),
     ("place_tolerance:=-1.0", "place_tolerance"),
     ("policy_runtime:=tensorrt", "policy_runtime"),
+    ("extractor_variant:=onnx-bf16", "extractor_variant"),
 ])
 def test_bad_parameters_exit_with_a_clear_message(online, tmp_path, override, expected) -> None:
     args = node_command("navigator", {"checkpoint": online["checkpoint"]}) + ["-p", override]
@@ -193,7 +194,8 @@ def test_bad_input_is_dropped_and_preemption(online, ros_context) -> None:
 
 
 def test_compressed_panorama_and_tf_pose(online, ros_context) -> None:
-    """JPEG panoramas on panorama/compressed and the pose from a map -> odom -> base_link TF chain."""
+    """JPEG panoramas on panorama/compressed and the pose from a map -> odom -> base_link TF chain (with the
+    ViT run dynamically int8-quantised, `extractor_variant`)."""
     import cv2
     from sensor_msgs.msg import CompressedImage
 
@@ -203,7 +205,8 @@ def test_compressed_panorama_and_tf_pose(online, ros_context) -> None:
     executor = SingleThreadedExecutor(context=ros_context)
     node = NavigatorNode(context=ros_context, parameter_overrides=[
         Parameter("checkpoint", value=str(online["checkpoint"])), Parameter("max_steps", value=MAX_STEPS),
-        Parameter("pose_source", value="tf")])
+        Parameter("pose_source", value="tf"), Parameter("extractor_variant", value="torch-int8")])
+    assert node.navigator.extractor.extractor.precision == "int8"   # the ViT runs the asked way
     executor.add_node(node)
     probe = Probe(ros_context, executor)
     world = SimWorld(online["world"], split=SPLIT)

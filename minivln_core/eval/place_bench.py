@@ -35,7 +35,7 @@ from minivln_core.data.features import ViewFeatureStore
 from minivln_core.errors import ConfigError
 from minivln_core.io_utils import atomic_write_json, finish_figure
 from minivln_core.eval.evaluate import EvalSpec, build_env, spread_subset
-from minivln_core.perception.config import ExtractorConfig, load_extractor_config
+from minivln_core.perception.config import ExtractorConfig, load_extractor_config, parse_variant, with_variant
 from minivln_core.perception.panorama import DEFAULT_PANO_WIDTH, encode_panorama
 from minivln_core.perception.vit import FeatureExtractor
 from minivln_core.provenance import cpu_info
@@ -72,27 +72,15 @@ class PlaceBenchConfig(Validated):
         if not self.variants:
             raise ConfigError("config key 'variants' is empty")
         for spec in self.variants:
-            parse_variant(spec)
-
-
-def parse_variant(spec: str) -> tuple[str, str, str | None]:
-    """"onnx-int8" -> ("onnx", "int8", None); "torch-fp32:runs/vit4/student" -> (..., "runs/vit4/student")."""
-    head, _, folder = spec.partition(":")
-    runtime, _, precision = head.partition("-")
-    if runtime not in ("torch", "onnx") or precision not in ("fp32", "bf16", "int8") or (runtime, precision) == (
-            "onnx", "bf16") or (folder == "" and ":" in spec):
-        raise ConfigError(f"config key 'variants': {spec!r} is not <torch|onnx>-<fp32|bf16|int8>[:<extractor folder>] "
-                          "(onnx runs fp32 or int8)")
-    return runtime, precision, folder or None
+            try:
+                parse_variant(spec)
+            except ConfigError as exc:
+                raise ConfigError(f"config key 'variants': {exc}") from None
 
 
 def variant_config(base: ExtractorConfig, spec: str, threads: int) -> ExtractorConfig:
-    """The policy's extractor settings run the variant's way."""
-    runtime, precision, folder = parse_variant(spec)
-    changes: dict[str, Any] = {"runtime": runtime, "precision": precision, "int8": False, "threads": threads}
-    if folder:
-        changes["weights_dir"] = folder
-    return replace(base, **changes)
+    """The policy's extractor settings run the variant's way, on `threads` threads."""
+    return replace(with_variant(base, spec), threads=threads)
 
 
 class RenderedFeatures:

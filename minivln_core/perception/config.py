@@ -88,6 +88,27 @@ class ExtractorConfig(Validated):
         return "int8" if self.int8 else self.precision
 
 
+def parse_variant(spec: str) -> tuple[str, str, str | None]:
+    """How to run an extractor, as one word: "onnx-int8" -> ("onnx", "int8", None); a distilled extractor
+    folder may follow a colon: "torch-bf16:runs/vit4/student" -> ("torch", "bf16", "runs/vit4/student")."""
+    head, colon, folder = spec.partition(":")
+    runtime, _, precision = head.partition("-")
+    if (runtime not in ("torch", "onnx") or precision not in ("fp32", "bf16", "int8")
+            or (runtime, precision) == ("onnx", "bf16") or (colon and not folder)):
+        raise ConfigError(f"extractor variant {spec!r} is not <torch|onnx>-<fp32|bf16|int8>[:<extractor folder>] "
+                          "(onnx runs fp32 or int8)")
+    return runtime, precision, folder or None
+
+
+def with_variant(config: ExtractorConfig, spec: str) -> ExtractorConfig:
+    """`config` run the variant's way (runtime, precision, and the distilled folder's weights if named)."""
+    runtime, precision, folder = parse_variant(spec)
+    changes = {"runtime": runtime, "precision": precision, "int8": False}
+    if folder:
+        changes["weights_dir"] = folder
+    return replace(config, **changes)
+
+
 def embedded_world_extractor() -> ExtractorConfig:
     """The extractor of the embedded world's features (`minivln pipeline`, sim_robot's default world).
 
