@@ -52,6 +52,8 @@ def test_a_tiny_ablation_writes_its_report_and_resumes(world, tmp_path, capsys):
     md = (out / "ablation.md").read_text()
     assert "| #1 | #1 student, both stages | ✓ | ✓ | 0.1 | val_unseen |" in md and "## Goals" in md
     assert "scored on 4 instructions per split, spread over its houses." in md      # the smoke budget's eval_limit
+    fraction = report["results"][1]["params"] / report["results"][0]["params"]
+    assert f"{fraction:.0%} of the teacher's parameters (the paper's: 12%)" in md
     assert (out / "ablation.png").stat().st_size > 1000
     for name in ("two-stage", "pretrain-kd", "finetune-kd", "no-kd"):
         assert (out / "student" / name / "best" / "model.safetensors").exists()

@@ -347,6 +347,13 @@ def render_ablation_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def param_fraction(rows: list[dict[str, Any]]) -> float:
+    """Student parameters / teacher parameters, from the report's rows."""
+    teacher = next(r["params"] for r in rows if r["name"] == "teacher")
+    student = next(r["params"] for r in rows if r["name"] != "teacher")
+    return student / teacher
+
+
 def goal_lines(report_goals: dict[str, dict[str, Any]]) -> list[str]:
     """One Markdown line per split saying which goal is met."""
     said = {True: "met", False: "NOT met"}
@@ -373,7 +380,8 @@ def write_ablation_report(out: Path, report: dict[str, Any]) -> None:
     text = "\n".join([
         f"# {report['title']}", "",
         f"Teacher: {teacher['shape']} ({teacher['checkpoint']}). "
-        f"Student: `{report['student']['preset']}`, {report['student']['shape']}.",
+        f"Student: `{report['student']['preset']}`, {report['student']['shape']}; "
+        f"{param_fraction(report['results']):.0%} of the teacher's parameters (the paper's: 12%).",
         f"Budget of {runs}: {b['pretrain_steps']} pretraining and {b['finetune_steps']} fine-tuning steps at batch "
         f"{b['batch_size']}, seed {b['seed']}; scored on {scored}.",
         f"CPU time per decision step from the `minivln bench` code ({machine['threads']} threads, {machine['cpu']}): "
