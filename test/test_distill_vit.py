@@ -101,3 +101,12 @@ def test_a_world_without_rendered_features_is_named(world, tmp_path, capsys):
     assert main(["distill-vit", "--world", str(world), "--out", str(tmp_path / "x"), "--quiet",
                  "--set", "layers=9"]) == 2
     assert "1..4 layers" in capsys.readouterr().err
+
+
+def test_two_processes_share_the_batch(world, tmp_path):
+    out = tmp_path / "ddp"
+    assert main(["distill-vit", "--world", str(world), "--out", str(out), "--quiet", "--set", "layers=2",
+                 "--set", "loop.steps=3", "--set", "loop.processes=2", "--set", "batch_size=8",
+                 "--set", "views_per_viewpoint=2"]) == 0
+    assert json.loads((out / "distill_vit.json").read_text())["steps"] == 3
+    assert (out / "student" / "model.safetensors").is_file()

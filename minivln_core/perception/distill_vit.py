@@ -44,6 +44,7 @@ from minivln_core.perception.vit import FeatureExtractor, Preprocessing, _normal
 from minivln_core.train import distributed as D
 from minivln_core.train.batches import global_batch
 from minivln_core.train.optim import OptimConfig
+from minivln_core.train.spawn import spawn_ranks
 from minivln_core.train.trainer import LoopConfig, Trainer, save_run_config
 
 log = logging.getLogger("minivln.perception")
@@ -100,6 +101,7 @@ def make_student(teacher: nn.Module, kind: str, layers: int, layer_map: str = "u
     if kind == "vit_cls":
         student = type(teacher)(config)
         student.classifier.load_state_dict(teacher.classifier.state_dict())
+        student.classifier.requires_grad_(False)   # kept for the logits, not trained (the loss is on features)
         s_vit = student.vit
     else:
         from transformers import ViTModel
@@ -197,6 +199,8 @@ def run_distill_vit(cfg: DistillVitConfig, run_dir: str | Path, progress: bool =
     run_dir = Path(run_dir)
     if not cfg.world:
         raise ConfigError("config key 'world' is required (a generated world with rendered view features)")
+    if cfg.loop.processes > 1 and not D.in_job():   # both cores: gloo ranks, the batch split between them
+        return spawn_ranks(run_distill_vit, cfg.loop.processes, cfg, run_dir, progress)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     info = D.init_distributed()
