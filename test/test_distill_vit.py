@@ -110,3 +110,17 @@ def test_two_processes_share_the_batch(world, tmp_path):
                  "--set", "views_per_viewpoint=2"]) == 0
     assert json.loads((out / "distill_vit.json").read_text())["steps"] == 3
     assert (out / "student" / "model.safetensors").is_file()
+
+
+def test_a_classifier_teacher_keeps_its_head():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    teacher = ViTForImageClassification(ViTConfig(hidden_size=DIM, num_hidden_layers=3, num_attention_heads=2,
+                                                  intermediate_size=32, image_size=32, patch_size=8, num_labels=5))
+    student = make_student(teacher, "vit_cls", 1)
+    assert type(student) is ViTForImageClassification and student.config.num_hidden_layers == 1
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+    assert not any(p.requires_grad for p in student.classifier.parameters())
+    feats, logits = forward_features(student, "vit_cls", torch.zeros(2, 3, 32, 32))
+    assert feats.shape == (2, DIM) and logits.shape == (2, 5)
