@@ -15,7 +15,7 @@ from minivln_core.data.synth.config import SynthConfig
 from minivln_core.errors import ConfigError
 from minivln_core.experiments.tiny_demo import build_tiny_demo
 from minivln_core.perception.config import ExtractorConfig
-from minivln_core.perception.distill_vit import make_student, teacher_layers, to_pixels, vit_blocks
+from minivln_core.distill.vit import make_student, teacher_layers, to_pixels, vit_blocks
 from minivln_core.perception.view_dataset import load_view_dataset
 from minivln_core.perception.vit import FeatureExtractor, forward_features, preprocess
 

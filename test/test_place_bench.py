@@ -10,7 +10,7 @@ import pytest
 from minivln_core.cli import main
 from minivln_core.data.synth.config import SynthConfig
 from minivln_core.errors import ConfigError
-from minivln_core.eval.place_bench import PlaceBenchConfig, fastest_meeting_bar
+from minivln_core.experiments.place_bench import PlaceBenchConfig, fastest_meeting_bar
 from minivln_core.perception.config import parse_variant
 from minivln_core.experiments.tiny_demo import build_tiny_demo
 from minivln_core.perception.config import ExtractorConfig

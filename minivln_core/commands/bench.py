@@ -48,7 +48,7 @@ def _policy(checkpoint: str | None, name: str) -> DuetPolicy:
 
 def run(args: argparse.Namespace) -> int:
     if args.place:
-        from minivln_core.eval.place_bench import PlaceBenchConfig, place_lines, run_place_bench
+        from minivln_core.experiments.place_bench import PlaceBenchConfig, place_lines, run_place_bench
 
         report = run_place_bench(build_config(PlaceBenchConfig, overrides=args.set), args.out or "runs/bench/place.json")
         print("\n".join(place_lines(report)))

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Distil and print the summary."""
-    from minivln_core.perception.distill_vit import DistillVitConfig, run_distill_vit
+    from minivln_core.distill.vit import DistillVitConfig, run_distill_vit
 
     cfg, out = resolve(args, DistillVitConfig)
     print(json.dumps(run_distill_vit(cfg, out, progress=not args.quiet), indent=2))
