@@ -133,7 +133,7 @@ def test_a_path_that_is_not_a_walk_is_named(synth_data, tmp_path):
     items = json.loads((bad / "annotations" / "R2R_train.json").read_text())
     items[2]["path"] = [items[2]["path"][0], "nowhere"]
     (bad / "annotations" / "R2R_train.json").write_text(json.dumps(items))
-    with pytest.raises(DataError, match=r"R2R_train.json.*#2.*not a walk"):
+    with pytest.raises(DataError, match=rf"R2R_train.json.*{items[2]['path_id']}_0.*'nowhere' \(path item 1\) is not in scan"):
         from minivln_core.experiments.real_world import build_real_world
 
         build_real_world(bad, tmp_path / "world", holdout=1, features=False)

@@ -130,7 +130,7 @@ def to_pixels(crops: np.ndarray, prep: Preprocessing) -> torch.Tensor:
 def feature_errors(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """mse, relative error ||f - t|| / ||t - mean(t)|| (error against the features' spread), cosines."""
     cos = (pred * target).sum(1) / np.maximum(np.linalg.norm(pred, axis=1) * np.linalg.norm(target, axis=1), 1e-12)
-    spread = np.linalg.norm(target - target.mean(0))
+    spread = max(float(np.linalg.norm(target - target.mean(0))), 1e-12)   # identical rows: no spread
     return {"mse": float(((pred - target) ** 2).mean()), "rel_error": float(np.linalg.norm(pred - target) / spread),
             "mean_cos": float(cos.mean()), "min_cos": float(cos.min())}
 

@@ -32,6 +32,7 @@ from minivln_core.agent.agent import NavigationAgent
 from minivln_core.agent.online import OnlineNavigator
 from minivln_core.config import Validated
 from minivln_core.data.features import ViewFeatureStore
+from minivln_core.distill.vit import feature_errors
 from minivln_core.errors import ConfigError
 from minivln_core.io_utils import atomic_write_json, finish_figure
 from minivln_core.eval.evaluate import EvalSpec, build_env, spread_subset
@@ -146,8 +147,7 @@ def bench_places(cfg: PlaceBenchConfig, out_dir: Path, progress: bool = True) ->
                     policy_only[spec].append(again.latency)
                     if r == 0:
                         ref = trained.get(episode.scan, episode.start)                       # (36, D)
-                        errors[spec].append(float(np.linalg.norm(first.observation.view_features - ref)
-                                                  / max(np.linalg.norm(ref - ref.mean(0)), 1e-12)))
+                        errors[spec].append(feature_errors(first.observation.view_features, ref)["rel_error"])
                     bar.update(1)
     report: dict[str, Any] = {"cpu": cpu_info(), "torch": torch.__version__, "threads": cfg.threads,
                               "checkpoint": cfg.checkpoint, "world": str(cfg.world), "split": cfg.split,

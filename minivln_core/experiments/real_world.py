@@ -12,7 +12,7 @@ are split the same way when a folder holds both REVERIE_train.json and REVERIE_v
 mixed with v2's train); its object features come from `perception.semantic_objects`.
 
 Every annotated path is checked against the graphs: each viewpoint included and each hop an edge
-(`ScanGraph.is_walk`); a path that is not walkable is an error naming the file and record.
+(`data.r2r.validate_against`); a path that is not walkable is an error naming the file and record.
 
     <out>/connectivity/<scan>_connectivity.json -> the source files (+ scans.txt)
     <out>/annotations/R2R_{train,val_seen,val_unseen}.json, REVERIE_... (when present), BBoxes.json
@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from minivln_core.data.connectivity import SUFFIX, ScanGraph, load_connectivity
+from minivln_core.data.connectivity import SUFFIX, load_connectivity
+from minivln_core.data.r2r import load_r2r, validate_against
+from minivln_core.data.reverie import load_reverie
 from minivln_core.errors import DataError
 from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
 
@@ -87,21 +89,6 @@ def _items(path: Path) -> list[dict]:
     return items
 
 
-def check_walkable(items: list[dict], graphs: dict[str, ScanGraph], source: Path) -> None:
-    """Raise a DataError naming the record whose scan has no graph or whose path is not a walk in it."""
-    for i, item in enumerate(items):
-        record = f"#{i} (path_id {item.get('path_id', item.get('id', '?'))})"
-        graph = graphs.get(str(item["scan"]))
-        if graph is None:
-            raise DataError(source, f"scan '{item['scan']}' has no connectivity graph", record=record)
-        path = item.get("path")
-        walk = [str(v) for v in path] if isinstance(path, list) else []
-        if not walk or not all(v in graph for v in walk) or not graph.is_walk(walk):
-            raise DataError(source, "the path is not a walk in the house's navigation graph (a viewpoint is "
-                                    "unknown or excluded, or two consecutive viewpoints are not connected)",
-                            record=record, field="path")
-
-
 def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: int = 0,
                      features: bool = True) -> dict[str, Any]:
     """Arrange `data` as the world folder `out` (see the module docstring); returns world.json's content."""
@@ -118,8 +105,9 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
         if not all(f"{prefix}_{s}.json" in src for s in SPLITS):
             continue  # REVERIE is optional
         parts = r2r if prefix == "R2R" else {s: _items(src[f"REVERIE_{s}.json"]) for s in SPLITS}
-        for s in SPLITS:
-            check_walkable(parts[s], graphs, src[f"{prefix}_{s}.json"])
+        for s in SPLITS:  # every path a walk in its house's graph (the readers' check, on the raw files)
+            reader = load_r2r if prefix == "R2R" else load_reverie
+            validate_against(reader(src[f"{prefix}_{s}.json"], tokenize=False), graphs, src[f"{prefix}_{s}.json"])
         split = {"train": [i for i in parts["train"] if i["scan"] not in held],
                  "val_seen": [i for i in parts["val_seen"] if i["scan"] not in held],
                  "val_unseen": [i for s in SPLITS for i in parts[s] if i["scan"] in held]}
