@@ -36,9 +36,11 @@ class NavigatorParams:
     vit_weights_dir: str = param("", "ViT weights folder; empty = the one recorded in the extractor settings")
     features_file: str = param("", "view feature file whose 'extractor_config' attribute gives the extractor "
                                    "settings, used when the checkpoint has no extractor.json")
-    extractor_variant: str = param("", "how the ViT runs: empty = as recorded with the checkpoint, or "
-                                       "<torch|onnx>-<fp32|bf16|int8>[:<distilled extractor folder>] (`minivln "
-                                       "bench --place` measures each one's latency and decision agreement)")
+    extractor_variant: str = param("auto", "how the ViT runs: 'auto' = the fastest variant that `minivln bench "
+                                           "--place` measured to keep >= 99% of this checkpoint's decisions on this "
+                                           "CPU model (else one with the same bf16/int8 flags; else as recorded), "
+                                           "empty = as recorded with the checkpoint, or "
+                                           "<torch|onnx>-<fp32|bf16|int8>[:<distilled extractor folder>]")
     threads: int = param(0, "torch intra-op threads (0 = torch default)", 0, 256)
     int8: bool = param(False, "run the policy dynamically int8-quantised (faster on a CPU; `minivln bench` "
                               "measures its speed and argmax agreement with fp32)")
@@ -140,7 +142,7 @@ def validate_navigator(p: NavigatorParams) -> None:
         raise ParamError(f"parameter 'vit_weights_dir': {p.vit_weights_dir} is not a directory")
     if p.features_file and not Path(p.features_file).is_file():
         raise ParamError(f"parameter 'features_file': {p.features_file} does not exist")
-    if p.extractor_variant:
+    if p.extractor_variant and p.extractor_variant != "auto":
         try:
             _, _, folder = parse_variant(p.extractor_variant)
         except ConfigError as exc:

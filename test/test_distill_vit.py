@@ -15,7 +15,7 @@ from minivln_core.data.synth.config import SynthConfig
 from minivln_core.errors import ConfigError
 from minivln_core.experiments.tiny_demo import build_tiny_demo
 from minivln_core.perception.config import ExtractorConfig
-from minivln_core.distill.vit import make_student, teacher_layers, to_pixels, vit_blocks
+from minivln_core.distill.vit import make_student, resample_positions, teacher_layers, to_pixels, vit_blocks
 from minivln_core.perception.view_dataset import load_view_dataset
 from minivln_core.perception.vit import FeatureExtractor, forward_features, preprocess
 
@@ -124,3 +124,37 @@ def test_a_classifier_teacher_keeps_its_head():
     assert not any(p.requires_grad for p in student.classifier.parameters())
     feats, logits = forward_features(student, "vit_cls", torch.zeros(2, 3, 32, 32))
     assert feats.shape == (2, DIM) and logits.shape == (2, 5)
+
+
+def test_position_embeddings_follow_a_smaller_input():
+    grid = torch.arange(16.0).reshape(4, 4)                        # a ramp over the 4 x 4 patch grid
+    pos = torch.cat([torch.full((1, 1, 2), -1.0), grid.reshape(1, 16, 1).expand(1, 16, 2)], dim=1)   # (1, 17, 2)
+    assert resample_positions(pos, 4) is pos
+    small = resample_positions(pos, 3)                             # (1, 10, 2): CLS kept, grid resampled
+    assert small.shape == (1, 10, 2) and torch.equal(small[:, 0], pos[:, 0])
+    cells = small[0, 1:, 0].reshape(3, 3)
+    assert (cells.diff(dim=1) > 0).all() and (cells.diff(dim=0) > 0).all()   # still increasing along both axes
+    teacher = FeatureExtractor(TEACHER)                            # 32 px, patch 8: 4 x 4 grid + CLS
+    student = make_student(teacher.model, teacher.kind, 2, image_size=24)
+    assert student.config.image_size == 24 and student.embeddings.position_embeddings.shape == (1, 10, DIM)
+    assert torch.equal(student.embeddings.cls_token, teacher.model.embeddings.cls_token)
+    assert forward_features(student, "vit", torch.zeros(3, 3, 24, 24))[0].shape == (3, DIM)
+    with pytest.raises(ConfigError, match="multiple of the patch size"):
+        make_student(teacher.model, teacher.kind, 2, image_size=20)
+
+
+def test_a_student_with_fewer_tokens(world, tmp_path):
+    """image_size=24 on a 32 px teacher: 9 + 1 tokens instead of 16 + 1, trained on the same 32 px crops resized."""
+    out = tmp_path / "small"
+    assert main(["distill-vit", "--world", str(world), "--out", str(out), "--quiet", "--set", "layers=2",
+                 "--set", "image_size=24", "--set", "loop.steps=40", "--set", "loop.eval_every=20",
+                 "--set", "batch_size=16", "--set", "optim.lr=2e-3", "--set", "optim.warmup_steps=5",
+                 "--set", "views_per_viewpoint=4"]) == 0
+    result = json.loads((out / "distill_vit.json").read_text())
+    assert result["teacher_image_size"] == 32 and result["student_image_size"] == 24
+    meta = json.loads((out / "student" / "distill.json").read_text())
+    assert meta["val/rel_error"] < 0.8 * meta["init/rel_error"], meta
+    student = FeatureExtractor(ExtractorConfig(weights_dir=str(out / "student")))   # the robot's preprocessing
+    assert student.prep.crop_size == 24 and student.model.config.image_size == 24
+    view = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    assert student.encode([view]).shape == (1, DIM)

@@ -14,6 +14,7 @@ from minivln_core.experiments.place_bench import PlaceBenchConfig, fastest_meeti
 from minivln_core.perception.config import parse_variant
 from minivln_core.experiments.tiny_demo import build_tiny_demo
 from minivln_core.perception.config import ExtractorConfig
+from minivln_core.perception.variant_choice import choose_variant
 
 DIM = 16
 WORLD = SynthConfig(houses=3, seed=5, floors=(1, 1), rooms_per_floor=(3, 4), paths_per_house=3, reverie_per_house=1,
@@ -44,7 +45,8 @@ def test_the_fastest_variant_that_keeps_the_decisions():
     assert fastest_meeting_bar({"d": rows["d"]}) is None
 
 
-def test_place_bench_times_every_variant_and_scores_agreement(demo, tmp_path, capsys):
+def test_place_bench_times_every_variant_and_scores_agreement(demo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINIVLN_CACHE", str(tmp_path / "cache"))
     world, ckpt = demo
     out = tmp_path / "place.json"
     args = ["bench", "--place", "--out", str(out), "--set", f"world={world}", "--set", f"checkpoint={ckpt}",
@@ -65,9 +67,13 @@ def test_place_bench_times_every_variant_and_scores_agreement(demo, tmp_path, ca
     assert report["variants"]["torch-int8"]["feature_rel_error_median"] > fp32["feature_rel_error_median"]
     text = capsys.readouterr().out
     assert "new place -> goal" in text and "torch-int8" in text and "fastest variant" in text
+    # the measurement is kept for the navigator's extractor_variant=auto on this machine
+    assert report["remembered_in"] and Path(report["remembered_in"][0]).is_relative_to(tmp_path / "cache")
+    assert report["fastest_meeting_bar"] and choose_variant(ckpt).spec == report["fastest_meeting_bar"]
 
 
-def test_a_distilled_extractor_is_a_variant(demo, tmp_path):
+def test_a_distilled_extractor_is_a_variant(demo, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIVLN_CACHE", str(tmp_path / "cache"))
     world, ckpt = demo
     student = tmp_path / "vit"
     assert main(["distill-vit", "--world", str(world), "--out", str(student), "--quiet", "--set", "layers=1",

@@ -249,6 +249,34 @@ def test_compressed_panorama_and_tf_pose(online, ros_context) -> None:
         probe.node.destroy_node()
 
 
+def test_auto_extractor_variant_follows_the_place_measurement(online, ros_context, tmp_path, monkeypatch) -> None:
+    """The default `extractor_variant: auto` runs the ViT as recorded until `minivln bench --place` has measured
+    a faster variant that keeps the checkpoint's decisions on this CPU; then it runs that one."""
+    import shutil
+
+    from minivln_core.perception.variant_choice import RECORD_FILE, append_record, checkpoint_digest
+    from minivln_core.provenance import cpu_info
+    from minivln_ros.navigator_node import NavigatorNode
+
+    monkeypatch.setenv("MINIVLN_CACHE", str(tmp_path / "cache"))
+    ckpt = shutil.copytree(online["checkpoint"], tmp_path / "ckpt")
+
+    def precision() -> str:
+        node = NavigatorNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(ckpt))])
+        try:
+            assert node.p.extractor_variant == "auto"
+            return node.navigator.extractor.extractor.precision
+        finally:
+            node.destroy_node()
+
+    assert precision() == "fp32"
+    append_record(ckpt / RECORD_FILE, {
+        "checkpoint_digest": checkpoint_digest(ckpt), "cpu": cpu_info(), "threads": 2, "measured": "2026-12-06",
+        "fastest_meeting_bar": "torch-int8", "variants": {"torch-fp32": {"median_ms": 90.0, "agreement": 1.0},
+                                                          "torch-int8": {"median_ms": 40.0, "agreement": 1.0}}})
+    assert precision() == "int8"
+
+
 def test_launch_description() -> None:
     launch_ros = pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI (real ROS 2 only)")
     import importlib.util

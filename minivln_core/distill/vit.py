@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,9 @@ class DistillVitConfig(Validated):
     weights_dir: str | None = None      # the teacher's local HF folder, if not where the feature file says
     layers: int = 4                     # student transformer layers (the teacher's width: drop-in features)
     layer_map: Literal["uniform", "first"] = "uniform"   # which teacher layers initialise the student's
+    # the student's input side in pixels (0 = the teacher's): fewer tokens, (S / patch)^2 + 1 of them
+    # (224 -> 160 at patch 16: 197 -> 101), position embeddings resampled from the teacher's grid
+    image_size: int = 0
     views_per_viewpoint: int = 6        # of the 36 views, kept per viewpoint (seeded)
     batch_size: int = 32                # views per step (global, split over loop.processes)
     eval_limit: int = 512               # held-out views scored per evaluation (0 = all)
@@ -79,6 +83,8 @@ class DistillVitConfig(Validated):
             raise ConfigError(f"config key 'views_per_viewpoint' must be in 1..36, got {self.views_per_viewpoint}")
         if self.batch_size < 1 or self.eval_limit < 0 or self.threads < 0:
             raise ConfigError("config keys 'batch_size' (>= 1), 'eval_limit' and 'threads' (>= 0) are out of range")
+        if self.image_size < 0:
+            raise ConfigError(f"config key 'image_size' must be >= 0 (0 = the teacher's), got {self.image_size}")
 
 
 def teacher_layers(teacher: int, student: int, layer_map: str = "uniform") -> list[int]:
@@ -90,14 +96,21 @@ def teacher_layers(teacher: int, student: int, layer_map: str = "uniform") -> li
     return [round((m + 1) * teacher / student) - 1 for m in range(student)]
 
 
-def make_student(teacher: nn.Module, kind: str, layers: int, layer_map: str = "uniform") -> nn.Module:
-    """A copy of the teacher ViT with `layers` of its layers (same class, so it saves and loads alike)."""
+def make_student(teacher: nn.Module, kind: str, layers: int, layer_map: str = "uniform",
+                 image_size: int = 0) -> nn.Module:
+    """A copy of the teacher ViT with `layers` of its layers (same class, so it saves and loads alike),
+    at input side `image_size` if given (position embeddings resampled to its patch grid)."""
     if kind == "clip":
         raise ConfigError("distilling a CLIP vision tower is not supported (backend 'vit' only)")
     t_vit = teacher.vit if kind == "vit_cls" else teacher
     config = copy.deepcopy(teacher.config)
     chosen = teacher_layers(config.num_hidden_layers, layers, layer_map)
     config.num_hidden_layers = layers
+    if image_size:
+        if image_size % config.patch_size:
+            raise ConfigError(f"config key 'image_size': {image_size} is not a multiple of the patch size "
+                              f"{config.patch_size}")
+        config.image_size = image_size
     if kind == "vit_cls":
         student = type(teacher)(config)
         student.classifier.load_state_dict(teacher.classifier.state_dict())
@@ -107,11 +120,24 @@ def make_student(teacher: nn.Module, kind: str, layers: int, layer_map: str = "u
         from transformers import ViTModel
 
         student = s_vit = ViTModel(config, add_pooling_layer=False)
-    s_vit.embeddings.load_state_dict(t_vit.embeddings.state_dict())
+    embeddings = t_vit.embeddings.state_dict()
+    embeddings["position_embeddings"] = resample_positions(embeddings["position_embeddings"],
+                                                           config.image_size // config.patch_size)
+    s_vit.embeddings.load_state_dict(embeddings)
     s_vit.layernorm.load_state_dict(t_vit.layernorm.state_dict())
     for m, t in enumerate(chosen):
         vit_blocks(s_vit)[m].load_state_dict(vit_blocks(t_vit)[t].state_dict())
     return student
+
+
+def resample_positions(pos: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1, 1 + g*g, D) CLS + patch-grid position embeddings -> (1, 1 + grid*grid, D) (bicubic on the grid)."""
+    g = int(round((pos.shape[1] - 1) ** 0.5))
+    if g == grid:
+        return pos
+    patches = pos[:, 1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)                      # (1, D, g, g)
+    patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)
+    return torch.cat([pos[:, :1], patches.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)
 
 
 def vit_blocks(vit: nn.Module) -> nn.ModuleList:
@@ -120,9 +146,16 @@ def vit_blocks(vit: nn.Module) -> nn.ModuleList:
 
 
 def to_pixels(crops: np.ndarray, prep: Preprocessing) -> torch.Tensor:
-    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32 model input (the extractor's normalisation)."""
-    out = np.empty((len(crops), 3, prep.crop_size, prep.crop_size), np.float32)
+    """(N, C, C, 3) uint8 crops -> (N, 3, S, S) float32 model input (the extractor's normalisation).
+
+    Crops of another side C are area-resized to S first: the teacher's 224 crop of a view covers
+    the same part of it as a smaller student's crop (both take crop/resize = 224/248 of the short side).
+    """
+    size = prep.crop_size
+    out = np.empty((len(crops), 3, size, size), np.float32)
     for k, crop in enumerate(crops):
+        if crop.shape[0] != size:
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)      # (S, S, 3)
         _normalise_into(crop, prep, out[k])
     return torch.from_numpy(out)
 
@@ -215,11 +248,13 @@ def run_distill_vit(cfg: DistillVitConfig, run_dir: str | Path, progress: bool =
     D.barrier(info)
     splits, _ = load_view_dataset(data_path)
     torch.manual_seed(cfg.loop.seed)
-    student = make_student(teacher.model, teacher.kind, cfg.layers, cfg.layer_map)
-    task = VitDistillTask(student, teacher.kind, cfg, splits["train"], teacher.prep, info)
+    student = make_student(teacher.model, teacher.kind, cfg.layers, cfg.layer_map, cfg.image_size)
+    prep = Preprocessing.for_vit(cfg.image_size) if cfg.image_size else teacher.prep   # the student's input
+    task = VitDistillTask(student, teacher.kind, cfg, splits["train"], prep, info)
     sizes = {"teacher_parameters": sum(p.numel() for p in teacher.model.parameters()),
              "student_parameters": sum(p.numel() for p in student.parameters()),
              "teacher_layers": teacher.model.config.num_hidden_layers, "student_layers": cfg.layers,
+             "teacher_image_size": teacher.prep.crop_size, "student_image_size": prep.crop_size,
              "init_layers": teacher_layers(teacher.model.config.num_hidden_layers, cfg.layers, cfg.layer_map)}
     del teacher
     held_out = splits["val"] if len(splits["val"]) else splits["train"]

@@ -38,6 +38,7 @@ from minivln_core.io_utils import atomic_write_json, finish_figure
 from minivln_core.eval.evaluate import EvalSpec, build_env, spread_subset
 from minivln_core.perception.config import ExtractorConfig, load_extractor_config, parse_variant, with_variant
 from minivln_core.perception.panorama import DEFAULT_PANO_WIDTH, encode_panorama
+from minivln_core.perception.variant_choice import remember
 from minivln_core.perception.vit import FeatureExtractor
 from minivln_core.provenance import cpu_info
 from minivln_core.sim.world_robot import SimWorld
@@ -65,6 +66,10 @@ class PlaceBenchConfig(Validated):
     max_steps: int = 15                 # decisions per episode in the agreement / SR rollouts (the navigator's)
     agreement_limit: int = 0            # episodes scored for decision agreement (0 = the whole split, -1 = skip)
     score_sr: bool = False              # also roll every variant out end to end and report SR
+    # keep the measurement for the navigator's `extractor_variant: auto` (perception/variant_choice.py): always
+    # in the user cache; with record_in_checkpoint also in the checkpoint folder's place_variants.json (to ship it)
+    remember: bool = True
+    record_in_checkpoint: bool = False
 
     def validate(self) -> None:
         if self.places < 1 or self.rounds < 1 or self.threads < 0 or self.agreement_limit < -1:
@@ -200,6 +205,9 @@ def run_place_bench(cfg: PlaceBenchConfig, out: str | Path, progress: bool = Tru
     """`bench_places`, written to `out` (JSON) with its chart beside it (.png)."""
     out = Path(out)
     report = bench_places(cfg, out.parent / f"{out.stem}_sr", progress)
+    if cfg.remember and cfg.agreement_limit >= 0:
+        report["remembered_in"] = [str(p) for p in remember(cfg.checkpoint, report,
+                                                            in_checkpoint=cfg.record_in_checkpoint)]
     atomic_write_json(out, report)
     place_chart(report, out.with_suffix(".png"))
     return report
@@ -220,6 +228,8 @@ def place_lines(report: dict[str, Any]) -> list[str]:
             line += f", SR {row['sr']:.1f}"
         lines.append(line)
     lines.append(f"fastest variant with >= {100 * AGREEMENT_BAR:.0f}% agreement: {report['fastest_meeting_bar']}")
+    if report.get("remembered_in"):
+        lines.append("kept for the navigator's extractor_variant=auto in " + ", ".join(report["remembered_in"]))
     return lines
 
 
