@@ -55,6 +55,8 @@ def test_place_bench_times_every_variant_and_scores_agreement(demo, tmp_path, ca
     assert main(args) == 0
     report = json.loads(out.read_text())
     assert out.with_suffix(".png").stat().st_size > 0
+    table = out.with_suffix(".md").read_text()
+    assert report["cpu"]["model"] in table and table.count("| torch-") == 3 and "decision agreement" in table
     assert report["cpu"]["model"] and "avx512_bf16" in report["cpu"]["flags"] and report["places"] == 3
     for spec, row in report["variants"].items():
         assert row["place"]["n"] == 6 and row["policy"]["n"] == 6, spec
@@ -84,4 +86,6 @@ def test_a_distilled_extractor_is_a_variant(demo, tmp_path, monkeypatch):
                  "--set", "rounds=1", "--set", "threads=1", "--set", "max_steps=6", "--set", "agreement_limit=4"]) == 0
     rows = json.loads(out.read_text())["variants"]
     small = rows[f"torch-fp32:{student / 'student'}"]
+    table = out.with_suffix(".md").read_text()
+    assert "torch-fp32:vit |" in table and str(student) not in table     # the run's name, not the long path
     assert small["agreement"]["episodes"] == 4 and small["feature_rel_error_median"] > 0

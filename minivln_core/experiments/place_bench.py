@@ -34,7 +34,7 @@ from minivln_core.config import Validated
 from minivln_core.data.features import ViewFeatureStore
 from minivln_core.distill.vit import feature_errors
 from minivln_core.errors import ConfigError
-from minivln_core.io_utils import atomic_write_json, finish_figure
+from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_figure
 from minivln_core.eval.evaluate import EvalSpec, build_env, spread_subset
 from minivln_core.perception.config import ExtractorConfig, load_extractor_config, parse_variant, with_variant
 from minivln_core.perception.panorama import DEFAULT_PANO_WIDTH, encode_panorama
@@ -210,6 +210,7 @@ def run_place_bench(cfg: PlaceBenchConfig, out: str | Path, progress: bool = Tru
                                                             in_checkpoint=cfg.record_in_checkpoint)]
     atomic_write_json(out, report)
     place_chart(report, out.with_suffix(".png"))
+    atomic_write_text(out.with_suffix(".md"), place_markdown(report))
     return report
 
 
@@ -233,6 +234,41 @@ def place_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def short_name(spec: str) -> str:
+    """A variant for a table: a distilled extractor's folder by its run name ("onnx-int8:runs/vit4/student" ->
+    "onnx-int8:vit4")."""
+    head, colon, folder = spec.partition(":")
+    if not colon:
+        return spec
+    path = Path(folder)
+    return f"{head}:{path.parent.name if path.name == 'student' else path.name}"
+
+
+def place_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table (one row per variant) with the CPU and the chosen variant."""
+    cpu = report["cpu"]
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none"
+    lines = [f"New place -> goal on {cpu['model']} ({flags}), {report['threads']} threads, torch {report['torch']}; "
+             f"{report['places']} places x {report['rounds']} rounds, interleaved; policy `{report['checkpoint']}`, "
+             f"split {report['split']}.", "",
+             "| variant | place -> goal, median ms | p90 ms | perception ms | policy ms | feature rel. error "
+             "| decision agreement | SR |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for spec, row in report["variants"].items():
+        agree = row.get("agreement")
+        agreement = f"{100 * agree['agreement']:.1f}% ({agree['steps']} steps)" if agree else "-"
+        sr = f"{row['sr']:.1f}" if "sr" in row else "-"
+        name = short_name(spec)
+        if spec == report.get("fastest_meeting_bar"):
+            name = f"**{name}**"
+        lines.append(f"| {name} | {row['place']['median_ms']:.0f} | {row['place']['p90_ms']:.0f} | "
+                     f"{row['perception_median_ms']:.0f} | {row['policy']['median_ms']:.1f} | "
+                     f"{row['feature_rel_error_median']:.3f} | {agreement} | {sr} |")
+    best = report.get("fastest_meeting_bar")
+    lines += ["", f"Fastest variant with >= {100 * AGREEMENT_BAR:.0f}% decision agreement: "
+                  f"{short_name(best) if best else 'none'}."]
+    return "\n".join(lines) + "\n"
+
+
 def place_chart(report: dict[str, Any], path: Path) -> None:
     """Horizontal bars: median place latency per variant split into perception and policy, with the 1 s goal."""
     import matplotlib
@@ -252,7 +288,7 @@ def place_chart(report: dict[str, Any], path: Path) -> None:
     labels = []
     for n in names:
         agree = rows[n].get("agreement")
-        labels.append(n if agree is None else f"{n}\nagreement {100 * agree['agreement']:.1f}%")
+        labels.append(short_name(n) if agree is None else f"{short_name(n)}\nagreement {100 * agree['agreement']:.1f}%")
     ax.set_yticks(list(y), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set(xlabel="ms from panorama to goal (median)")
