@@ -55,8 +55,8 @@ from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from minivln_core.agent.online import OnlineNavigator
-from minivln_core.perception.config import load_extractor_config, with_variant
-from minivln_core.perception.variant_choice import AUTO, choose_variant
+from minivln_core.perception.config import load_extractor_config
+from minivln_core.perception.variant_choice import apply_variant
 from minivln_core.frames import yaw_to_heading
 from minivln_core.robot.inputs import (
     InputError,
@@ -96,13 +96,8 @@ class NavigatorNode(Node):
         validate_navigator(self.p)
         p = self.p
         extractor = load_extractor_config(p.checkpoint, p.features_file or None, p.vit_weights_dir or None)
-        variant = p.extractor_variant
-        if variant == AUTO:
-            choice = choose_variant(p.checkpoint)
-            self.get_logger().info(f"extractor variant: {choice.reason}")
-            variant = choice.spec
-        if variant:
-            extractor = with_variant(extractor, variant)
+        extractor, reason = apply_variant(p.checkpoint, extractor, p.extractor_variant)
+        self.get_logger().info(f"extractor variant: {reason}")
         self.navigator = OnlineNavigator.from_checkpoint(p.checkpoint, extractor, max_steps=p.max_steps,
                                                          place_tolerance=p.place_tolerance, threads=p.threads,
                                                          cache_size=p.feature_cache_size, int8=p.int8,

@@ -202,6 +202,11 @@ def test_config_overrides_are_checked() -> None:
     for bad in ("topics.camera=x", "max_steps=0", "match_tolerance=-1", "topics.odom=a b"):
         with pytest.raises(ConfigError):
             build_config(ReplayConfig, overrides=[bad])
+    # the navigator's extractor_variant: auto (default), as recorded, or a variant; a bad one is named
+    assert ReplayConfig().extractor_variant == "auto"
+    assert build_config(ReplayConfig, overrides=["extractor_variant=onnx-int8"]).extractor_variant == "onnx-int8"
+    with pytest.raises(ConfigError, match="extractor_variant"):
+        build_config(ReplayConfig, overrides=["extractor_variant=onnx-bf16"])
 
 
 # -- bad bags ---------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from minivln_core.errors import DataError
-from minivln_core.perception.variant_choice import (RECORD_FILE, append_record, cache_file, checkpoint_digest,
-                                                     choose_variant, remember)
-from minivln_core.provenance import CPU_FLAGS
+from minivln_core.perception.config import ExtractorConfig
+from minivln_core.perception.variant_choice import (RECORD_FILE, append_record, apply_variant, cache_file,
+                                                     checkpoint_digest, choose_variant, remember)
+from minivln_core.provenance import CPU_FLAGS, cpu_info
 
 ZEN4 = {"model": "AMD EPYC 9R14", "cores": 2, "flags": {f: f != "amx_bf16" and f != "amx_int8" for f in CPU_FLAGS}}
 XEON = {"model": "Intel Xeon Platinum 8488C", "cores": 2, "flags": {f: True for f in CPU_FLAGS}}
@@ -90,3 +91,17 @@ def test_remember_keeps_the_newest_records(ckpt, tmp_path):
         records = json.loads(path.read_text())
         assert len(records) == 20 and records[-1]["variants"]["torch-fp32"]["agreement"] is None
     assert choose_variant(ckpt, ZEN4, cache_dir=tmp_path / "cache").spec == "torch-int8"
+
+
+def test_apply_variant_is_what_the_node_and_replay_run(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIVLN_CACHE", str(tmp_path / "cache"))
+    base = ExtractorConfig(image_size=32, patch_size=8, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
+    assert apply_variant(ckpt, base, "") == (base, "as recorded with the checkpoint (extractor_variant is empty)")
+    ran, reason = apply_variant(ckpt, base, "onnx-int8")
+    assert (ran.runtime, ran.precision, reason) == ("onnx", "int8", "onnx-int8")
+    ran, reason = apply_variant(ckpt, base, "auto")                  # nothing measured: as recorded, and why
+    assert ran == base and "no place measurement" in reason
+    remember(ckpt, {"cpu": cpu_info(), "threads": 2, "fastest_meeting_bar": "torch-bf16",
+                    "variants": {"torch-bf16": {"place": {"median_ms": 10.0}, "agreement": {"agreement": 1.0}}}})
+    ran, reason = apply_variant(ckpt, base, "auto")
+    assert ran.precision == "bf16" and reason.startswith("torch-bf16: the fastest variant")

@@ -28,7 +28,7 @@ from minivln_core.errors import DataError
 from minivln_core.io_utils import atomic_write_json
 from minivln_core.models.shipped import resolve_checkpoint
 from minivln_core.paths import default_cache_dir
-from minivln_core.perception.config import EXTRACTOR_FILE, parse_variant
+from minivln_core.perception.config import EXTRACTOR_FILE, ExtractorConfig, parse_variant, with_variant
 from minivln_core.provenance import CPU_FLAGS, cpu_info
 
 RECORD_FILE = "place_variants.json"     # inside a checkpoint folder: the records shipped with it
@@ -138,3 +138,14 @@ def choose_variant(checkpoint: str | Path, cpu: dict[str, Any] | None = None, ca
                                     f"{row['median_ms']:.0f} ms per new place, agreement {row['agreement']:.3f})")
     return Choice("", "as recorded with the checkpoint: no place measurement of this checkpoint on a CPU like "
                       f"this one ({cpu['model']}); `minivln bench --place --set checkpoint=...` makes one")
+
+
+def apply_variant(checkpoint: str | Path, extractor: ExtractorConfig, spec: str) -> tuple[ExtractorConfig, str]:
+    """The extractor the navigator (and a replay of its bags) runs for the `extractor_variant` setting `spec`:
+    "auto" (`choose_variant`), "" (as recorded) or a variant; returns it and a sentence saying which."""
+    if spec == AUTO:
+        choice = choose_variant(checkpoint)
+        spec, reason = choice.spec, choice.reason
+    else:
+        reason = spec or "as recorded with the checkpoint (extractor_variant is empty)"
+    return (with_variant(extractor, spec) if spec else extractor), reason

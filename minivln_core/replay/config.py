@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from minivln_core.config import Validated
 from minivln_core.errors import ConfigError
+from minivln_core.perception.config import parse_variant
 from minivln_core.robot.messages import BagTopics
 
 
@@ -29,6 +30,9 @@ class ReplayConfig(Validated):
     max_instruction_chars: int = 2000  # the navigator's max_instruction_chars (longer instructions are dropped)
     feature_cache_size: int = 512    # the navigator's feature_cache_size (places whose features are kept)
     threads: int = 0                 # torch threads (0 = torch default)
+    # the navigator's extractor_variant (must run the ViT as the recording did): "auto" picks as the node
+    # does on this machine (perception/variant_choice.py), "" = as recorded with the checkpoint
+    extractor_variant: str = "auto"
     # open loop: |recorded - replayed| stop probability above which a decision was replayed from another
     # state than the node's. The same computation gives the same float32 number (0 difference measured;
     # 1 vs 2 threads: <= 2.4e-7); the state differences of issue 20 moved it by 1e-5 to 6e-2. A node
@@ -44,6 +48,11 @@ class ReplayConfig(Validated):
         for name in ("place_tolerance", "match_tolerance"):
             if not getattr(self, name) > 0.0:
                 raise ConfigError(f"config key '{name}': must be > 0 metres, got {getattr(self, name)}")
+        if self.extractor_variant not in ("", "auto"):
+            try:
+                parse_variant(self.extractor_variant)
+            except ConfigError as exc:
+                raise ConfigError(f"config key 'extractor_variant': {exc}") from None
         for name, low in (("max_pano_width", 24), ("max_waypoints", 1), ("max_instruction_chars", 1),
                           ("feature_cache_size", 0), ("threads", 0)):
             if getattr(self, name) < low:

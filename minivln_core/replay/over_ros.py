@@ -29,7 +29,8 @@ def node_commands(bag: Path, checkpoint: Path, episodes_file: Path, connectivity
     nav = {"checkpoint": checkpoint, "max_steps": config.max_steps, "place_tolerance": config.place_tolerance,
            "threads": config.threads, "map_frame": config.map_frame, "max_pano_width": config.max_pano_width,
            "max_waypoints": config.max_waypoints, "max_instruction_chars": config.max_instruction_chars,
-           "feature_cache_size": config.feature_cache_size, "goal_timeout": goal_timeout}
+           "feature_cache_size": config.feature_cache_size, "goal_timeout": goal_timeout,
+           "extractor_variant": config.extractor_variant}
     if features_file:
         nav["features_file"] = features_file
     if vit_weights:

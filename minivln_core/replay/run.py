@@ -74,8 +74,12 @@ def _episodes(req: ReplayRequest) -> tuple[list[Any], Path, Path] | None:
 def _navigator(req: ReplayRequest, config: ReplayConfig):
     from minivln_core.agent.online import OnlineNavigator
     from minivln_core.perception.config import load_extractor_config
+    from minivln_core.perception.variant_choice import apply_variant
 
-    extractor = load_extractor_config(req.checkpoint, req.features_file, req.vit_weights)
+    extractor, reason = apply_variant(req.checkpoint, load_extractor_config(req.checkpoint, req.features_file,
+                                                                            req.vit_weights),
+                                      config.extractor_variant)
+    log.info("extractor variant: %s", reason)
     return OnlineNavigator.from_checkpoint(req.checkpoint, extractor, max_steps=config.max_steps,
                                            place_tolerance=config.place_tolerance, threads=config.threads,
                                            cache_size=config.feature_cache_size)
