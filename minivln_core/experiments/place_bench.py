@@ -224,7 +224,7 @@ def place_lines(report: dict[str, Any]) -> list[str]:
         line = (f"{spec:>28}: {row['place']['median_ms']:8.0f} ms (perception {row['perception_median_ms']:.0f}, "
                 f"policy {row['policy']['median_ms']:.1f}), feature rel. error {row['feature_rel_error_median']:.3f}")
         if "agreement" in row:
-            line += f", agreement {100 * row['agreement']['agreement']:.1f}% of {row['agreement']['steps']} steps"
+            line += f", agreement {100 * row['agreement']['agreement']:.2f}% of {row['agreement']['steps']} steps"
         if "sr" in row:
             line += f", SR {row['sr']:.1f}"
         lines.append(line)
@@ -255,7 +255,7 @@ def place_markdown(report: dict[str, Any]) -> str:
              "| decision agreement | SR |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for spec, row in report["variants"].items():
         agree = row.get("agreement")
-        agreement = f"{100 * agree['agreement']:.1f}% ({agree['steps']} steps)" if agree else "-"
+        agreement = f"{100 * agree['agreement']:.2f}% ({agree['steps']} steps)" if agree else "-"
         sr = f"{row['sr']:.1f}" if "sr" in row else "-"
         name = short_name(spec)
         if spec == report.get("fastest_meeting_bar"):
@@ -288,7 +288,7 @@ def place_chart(report: dict[str, Any], path: Path) -> None:
     labels = []
     for n in names:
         agree = rows[n].get("agreement")
-        labels.append(short_name(n) if agree is None else f"{short_name(n)}\nagreement {100 * agree['agreement']:.1f}%")
+        labels.append(short_name(n) if agree is None else f"{short_name(n)}\nagreement {100 * agree['agreement']:.2f}%")
     ax.set_yticks(list(y), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set(xlabel="ms from panorama to goal (median)")
