@@ -21,6 +21,7 @@ from rclpy.validate_topic_name import validate_topic_name
 from minivln_core.errors import ConfigError, DataError
 from minivln_core.models.shipped import resolve_checkpoint
 from minivln_core.perception.config import parse_variant
+from minivln_core.perception.variant_choice import AUTO
 from minivln_ros.param_spec import ParamError, Spec, declare, param, specs_of
 
 __all__ = ["NAVIGATOR", "SIM_ROBOT", "NavigatorParams", "ParamError", "SimRobotParams", "Spec", "declare",
@@ -142,7 +143,7 @@ def validate_navigator(p: NavigatorParams) -> None:
         raise ParamError(f"parameter 'vit_weights_dir': {p.vit_weights_dir} is not a directory")
     if p.features_file and not Path(p.features_file).is_file():
         raise ParamError(f"parameter 'features_file': {p.features_file} does not exist")
-    if p.extractor_variant and p.extractor_variant != "auto":
+    if p.extractor_variant and p.extractor_variant != AUTO:
         try:
             _, _, folder = parse_variant(p.extractor_variant)
         except ConfigError as exc:

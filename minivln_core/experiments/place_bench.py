@@ -38,7 +38,7 @@ from minivln_core.io_utils import atomic_write_json, atomic_write_text, finish_f
 from minivln_core.eval.evaluate import EvalSpec, build_env, spread_subset
 from minivln_core.perception.config import ExtractorConfig, load_extractor_config, parse_variant, with_variant
 from minivln_core.perception.panorama import DEFAULT_PANO_WIDTH, encode_panorama
-from minivln_core.perception.variant_choice import remember
+from minivln_core.perception.variant_choice import AGREEMENT_BAR, fastest_meeting, latency_and_agreement, remember
 from minivln_core.perception.vit import FeatureExtractor
 from minivln_core.provenance import cpu_info
 from minivln_core.sim.world_robot import SimWorld
@@ -46,7 +46,6 @@ from minivln_core.sim.world_robot import SimWorld
 log = logging.getLogger("minivln.bench")
 
 VARIANTS = ("torch-fp32", "torch-bf16", "torch-int8", "onnx-int8")
-AGREEMENT_BAR = 0.99          # the issue's bar: >= 99% argmax agreement with the fp32 features
 
 
 @dataclass(frozen=True)
@@ -185,9 +184,7 @@ def bench_places(cfg: PlaceBenchConfig, out_dir: Path, progress: bool = True) ->
 
 def fastest_meeting_bar(rows: dict[str, dict[str, Any]], bar: float = AGREEMENT_BAR) -> str | None:
     """The variant with the lowest median place latency whose agreement is >= bar (None if none is scored)."""
-    ok = [(row["place"]["median_ms"], spec) for spec, row in rows.items()
-          if "agreement" in row and row["agreement"]["agreement"] >= bar]
-    return min(ok)[1] if ok else None
+    return fastest_meeting(latency_and_agreement(rows), bar)
 
 
 def _decide_at(nav: OnlineNavigator, world: SimWorld, episode, fresh: bool):

@@ -33,6 +33,7 @@ from minivln_core.provenance import CPU_FLAGS, cpu_info
 
 RECORD_FILE = "place_variants.json"     # inside a checkpoint folder: the records shipped with it
 AUTO = "auto"
+AGREEMENT_BAR = 0.99                    # issue 21's bar: >= 99% argmax agreement with the trained features
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,16 @@ def cache_file(digest: str, cache_dir: Path | None = None) -> Path:
     return (cache_dir or default_cache_dir()) / "place_variants" / f"{digest}.json"
 
 
+def latency_and_agreement(bench_rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A place bench's variant rows -> spec -> {"median_ms", "agreement" (None if not scored)}."""
+    return {spec: {"median_ms": row["place"]["median_ms"],
+                   "agreement": row["agreement"]["agreement"] if "agreement" in row else None}
+            for spec, row in bench_rows.items()}
+
+
 def make_record(checkpoint: str | Path, report: dict[str, Any]) -> dict[str, Any]:
     """The part of a place-bench report that decides a default (latency + agreement per variant)."""
-    variants = {spec: {"median_ms": row["place"]["median_ms"],
-                       "agreement": row["agreement"]["agreement"] if "agreement" in row else None}
-                for spec, row in report["variants"].items()}
+    variants = latency_and_agreement(report["variants"])
     return {"checkpoint_digest": checkpoint_digest(checkpoint), "cpu": report["cpu"], "threads": report["threads"],
             "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fastest_meeting_bar": report["fastest_meeting_bar"],
             "variants": variants}
@@ -112,15 +118,16 @@ def _usable(spec: str) -> bool:
     return folder is None or Path(folder).is_dir()
 
 
-def _best(record: dict[str, Any], bar: float) -> str | None:
-    """The record's fastest variant with agreement >= bar whose distilled folder (if any) exists here."""
-    ok = [(row["median_ms"], spec) for spec, row in record["variants"].items()
-          if row.get("agreement") is not None and row["agreement"] >= bar and _usable(spec)]
+def fastest_meeting(rows: dict[str, dict[str, Any]], bar: float = AGREEMENT_BAR, here_only: bool = False) -> str | None:
+    """The fastest variant of `rows` (spec -> {"median_ms", "agreement"}) with agreement >= bar; with
+    `here_only`, only variants whose distilled folder (if any) exists on this machine. None if there is none."""
+    ok = [(row["median_ms"], spec) for spec, row in rows.items()
+          if row.get("agreement") is not None and row["agreement"] >= bar and (not here_only or _usable(spec))]
     return min(ok)[1] if ok else None
 
 
 def choose_variant(checkpoint: str | Path, cpu: dict[str, Any] | None = None, cache_dir: Path | None = None,
-                   bar: float = 0.99) -> Choice:
+                   bar: float = AGREEMENT_BAR) -> Choice:
     """The variant `extractor_variant: auto` runs for this checkpoint on this CPU (see the module doc)."""
     cpu = cpu or cpu_info()
     digest = checkpoint_digest(checkpoint)
@@ -130,7 +137,7 @@ def choose_variant(checkpoint: str | Path, cpu: dict[str, Any] | None = None, ca
     same_flags = [r for r in records if _flag_class(r["cpu"]) == _flag_class(cpu)]
     for kind, group in (("this CPU model", same_model), ("a CPU with the same bf16/int8 flags", same_flags)):
         for record in sorted(group, key=lambda r: r.get("measured", ""), reverse=True):
-            spec = _best(record, bar)
+            spec = fastest_meeting(record["variants"], bar, here_only=True)
             if spec:
                 row = record["variants"][spec]
                 return Choice(spec, f"{spec}: the fastest variant with >= {100 * bar:.0f}% decision agreement "

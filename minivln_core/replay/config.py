@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from minivln_core.config import Validated
 from minivln_core.errors import ConfigError
 from minivln_core.perception.config import parse_variant
+from minivln_core.perception.variant_choice import AUTO
 from minivln_core.robot.messages import BagTopics
 
 
@@ -32,7 +33,7 @@ class ReplayConfig(Validated):
     threads: int = 0                 # torch threads (0 = torch default)
     # the navigator's extractor_variant (must run the ViT as the recording did): "auto" picks as the node
     # does on this machine (perception/variant_choice.py), "" = as recorded with the checkpoint
-    extractor_variant: str = "auto"
+    extractor_variant: str = AUTO
     # open loop: |recorded - replayed| stop probability above which a decision was replayed from another
     # state than the node's. The same computation gives the same float32 number (0 difference measured;
     # 1 vs 2 threads: <= 2.4e-7); the state differences of issue 20 moved it by 1e-5 to 6e-2. A node
@@ -48,7 +49,7 @@ class ReplayConfig(Validated):
         for name in ("place_tolerance", "match_tolerance"):
             if not getattr(self, name) > 0.0:
                 raise ConfigError(f"config key '{name}': must be > 0 metres, got {getattr(self, name)}")
-        if self.extractor_variant not in ("", "auto"):
+        if self.extractor_variant not in ("", AUTO):
             try:
                 parse_variant(self.extractor_variant)
             except ConfigError as exc:
