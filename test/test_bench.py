@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from minivln_core.cli import main
 
 
@@ -56,9 +58,26 @@ def test_int8_student_is_timed_and_agrees_with_fp32_on_a_split(tmp_path, capsys)
     spec = EvalSpec(world, "r2r", "val_unseen", batch_size=4, max_steps=6)
     same = action_agreement(student, student, spec)
     assert same["agreement"] == 1.0 and same["steps"] >= same["episodes"] > 0
+    assert same["disagreement_margins"] == [] and 0.0 <= same["reference_margin_median"] <= 1.0
     result = action_agreement(student, q, spec)
     assert result["steps"] == same["steps"] and 0.0 <= result["agreement"] <= 1.0
     # A different policy disagrees somewhere: the measure can fail.
     torch.manual_seed(1)
     other = DuetPolicy(preset("tiny-student", image_feat_size=32)).eval()
-    assert action_agreement(student, other, spec)["agreement"] < 1.0
+    differs = action_agreement(student, other, spec)
+    assert differs["agreement"] < 1.0
+    # every flipped decision has the reference's margin there, each a probability gap in [0, 1]
+    assert len(differs["disagreement_margins"]) == differs["steps"] - differs["agreeing_steps"]
+    assert all(0.0 <= m <= 1.0 for m in differs["disagreement_margins"])
+
+
+def test_decision_margins_are_top_two_probability_gaps():
+    import torch
+
+    from minivln_core.eval.agreement import decision_margins
+
+    logits = torch.tensor([[0.0, 0.0, -float("inf")], [2.0, 0.0, -float("inf")], [5.0, -float("inf"), -float("inf")]])
+    m = decision_margins(logits)
+    assert m[0].item() == 0.0                                   # a tie
+    assert m[1].item() == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item() * 2 - 1)   # p1 - p2 of two logits
+    assert m[2].item() == 1.0                                   # one action left: nothing to flip to

@@ -65,6 +65,9 @@ def test_place_bench_times_every_variant_and_scores_agreement(demo, tmp_path, ca
         assert row["place"]["median_ms"] > row["policy"]["median_ms"] > 0, spec     # a new place costs perception
         assert 0.0 <= row["agreement"]["agreement"] <= 1.0 and row["agreement"]["steps"] > 0
         assert 0.0 <= row["sr"] <= 100.0
+        flipped = row["agreement"]["steps"] - row["agreement"]["agreeing_steps"]
+        assert len(row["agreement"]["disagreement_margins"]) == flipped, spec
+        assert f"| {flipped} flips" in table, spec
     fp32 = report["variants"]["torch-fp32"]
     # the fp32 extractor recomputes the training features from the robot's panoramas: same decisions
     assert fp32["feature_rel_error_median"] < 1e-4 and fp32["agreement"]["agreement"] == 1.0

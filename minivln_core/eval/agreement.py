@@ -39,6 +39,8 @@ def action_agreement(reference: DuetPolicy, candidate: DuetPolicy, spec: EvalSpe
 
     ref, cand = NavigationAgent(reference.eval(), spec.max_steps), NavigationAgent(candidate.eval(), spec.max_steps)
     steps = agree = episodes = whole = 0
+    margins: list[float] = []        # the reference's top-1 minus top-2 probability at every step
+    disagreeing: list[float] = []    # ... at the steps where the candidate chose otherwise
     with torch.inference_mode(), tqdm(total=len(env.episodes), desc="agreement", unit="ep", disable=not progress,
                                       leave=False) as bar:
         for observations in env.iterate_once():
@@ -55,10 +57,14 @@ def action_agreement(reference: DuetPolicy, candidate: DuetPolicy, spec: EvalSpe
                 if other.nodes != res.nodes:
                     raise RuntimeError("reference and candidate maps differ on the same observations")
                 mine = other.outputs.fused_logits.argmax(-1).tolist()
-                for i, d, a in zip(active, res.decisions, mine):
+                margin = decision_margins(res.outputs.fused_logits).tolist()
+                for i, d, a, m in zip(active, res.decisions, mine, margin):
                     same = int(a) == d.action
                     agree += same
                     all_agree[i] &= same
+                    margins.append(m)
+                    if not same:
+                        disagreeing.append(m)
                 steps += len(active)
                 current = apply_decisions(env, active, res.decisions)
                 active = [obs.index for obs in current]
@@ -66,4 +72,16 @@ def action_agreement(reference: DuetPolicy, candidate: DuetPolicy, spec: EvalSpe
             whole += sum(all_agree.values())
             bar.update(len(observations))
     return {"split": spec.split, "episodes": episodes, "steps": steps, "agreeing_steps": agree,
-            "agreement": agree / max(steps, 1), "episodes_fully_agreeing": whole / max(episodes, 1)}
+            "agreement": agree / max(steps, 1), "episodes_fully_agreeing": whole / max(episodes, 1),
+            # how close were the decisions that flipped? (a flip at a near-tie is not a changed mind)
+            "reference_margin_median": float(np.median(margins)) if margins else 0.0,
+            "disagreement_margins": sorted(round(m, 4) for m in disagreeing)}
+
+
+def decision_margins(logits: torch.Tensor) -> torch.Tensor:
+    """(B, A) fused logits (-inf where masked) -> (B,) top-1 minus top-2 probability (1 with one action)."""
+    probs = torch.softmax(logits.float(), -1)
+    if probs.shape[-1] < 2:
+        return torch.ones(probs.shape[0])
+    top = probs.topk(2, -1).values                                     # (B, 2)
+    return top[:, 0] - top[:, 1]

@@ -222,6 +222,7 @@ def place_lines(report: dict[str, Any]) -> list[str]:
                 f"policy {row['policy']['median_ms']:.1f}), feature rel. error {row['feature_rel_error_median']:.3f}")
         if "agreement" in row:
             line += f", agreement {100 * row['agreement']['agreement']:.2f}% of {row['agreement']['steps']} steps"
+            line += f" ({flips(row['agreement'])})"
         if "sr" in row:
             line += f", SR {row['sr']:.1f}"
         lines.append(line)
@@ -229,6 +230,17 @@ def place_lines(report: dict[str, Any]) -> list[str]:
     if report.get("remembered_in"):
         lines.append("kept for the navigator's extractor_variant=auto in " + ", ".join(report["remembered_in"]))
     return lines
+
+
+def flips(agreement: dict[str, Any]) -> str:
+    """How close the flipped decisions were for the reference: "18 flips, ref. margin median 0.021 (all 0.74)"."""
+    margins = agreement.get("disagreement_margins")
+    if margins is None:                                         # a report written before margins were kept
+        return f"{agreement['steps'] - agreement['agreeing_steps']} flips"
+    if not margins:
+        return "0 flips"
+    return (f"{len(margins)} flips, ref. margin median {statistics.median(margins):.3f} "
+            f"(all {agreement['reference_margin_median']:.3f})")
 
 
 def short_name(spec: str) -> str:
@@ -249,17 +261,18 @@ def place_markdown(report: dict[str, Any]) -> str:
              f"{report['places']} places x {report['rounds']} rounds, interleaved; policy `{report['checkpoint']}`, "
              f"split {report['split']}.", "",
              "| variant | place -> goal, median ms | p90 ms | perception ms | policy ms | feature rel. error "
-             "| decision agreement | SR |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| decision agreement | flipped decisions | SR |", "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for spec, row in report["variants"].items():
         agree = row.get("agreement")
         agreement = f"{100 * agree['agreement']:.2f}% ({agree['steps']} steps)" if agree else "-"
+        flipped = flips(agree) if agree else "-"
         sr = f"{row['sr']:.1f}" if "sr" in row else "-"
         name = short_name(spec)
         if spec == report.get("fastest_meeting_bar"):
             name = f"**{name}**"
         lines.append(f"| {name} | {row['place']['median_ms']:.0f} | {row['place']['p90_ms']:.0f} | "
                      f"{row['perception_median_ms']:.0f} | {row['policy']['median_ms']:.1f} | "
-                     f"{row['feature_rel_error_median']:.3f} | {agreement} | {sr} |")
+                     f"{row['feature_rel_error_median']:.3f} | {agreement} | {flipped} | {sr} |")
     best = report.get("fastest_meeting_bar")
     lines += ["", f"Fastest variant with >= {100 * AGREEMENT_BAR:.0f}% decision agreement: "
                   f"{short_name(best) if best else 'none'}."]
