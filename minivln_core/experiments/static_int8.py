@@ -34,7 +34,7 @@ from minivln_core.distill.vit import feature_errors
 from minivln_core.errors import ConfigError
 from minivln_core.io_utils import atomic_write, atomic_write_json
 from minivln_core.perception.config import ExtractorConfig
-from minivln_core.perception.onnx_vit import INPUT, cached_export, model_digest
+from minivln_core.perception.onnx_vit import INPUT, cached_export
 from minivln_core.perception.view_dataset import extractor_settings, load_view_dataset
 from minivln_core.perception.vit import FeatureExtractor, Preprocessing, _normalise_into, forward_features
 from minivln_core.provenance import cpu_info
@@ -114,8 +114,8 @@ def run_static_int8(cfg: StaticInt8Config, out: str | Path | None = None) -> dic
     paths = {p: cached_export(extractor.model, forward, extractor.kind, prep.crop_size, with_logits, p, cfg.onnx_dir)
              for p in ("fp32", "int8")}
     n_cal = min(cfg.calibration_views, len(splits["train"]))
-    static = paths["fp32"].with_name(f"{extractor.kind}-{model_digest(extractor.model, extractor.kind, prep.crop_size)}"
-                                     f"-int8static-{cfg.method}-{n_cal}.onnx")
+    stem = paths["fp32"].name.removesuffix("-fp32.onnx")                     # "<kind>-<digest>": same model
+    static = paths["fp32"].with_name(f"{stem}-int8static-{cfg.method}-{n_cal}.onnx")
     quantise_s = 0.0
     if not static.is_file():
         started = time.perf_counter()
