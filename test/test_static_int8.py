@@ -20,6 +20,16 @@ TINY = ExtractorConfig(image_size=32, patch_size=16, hidden_size=32, num_layers=
                        intermediate_size=64, seed=0)
 
 
+def _tiny_onnx(tmp_path):
+    """Any small ONNX graph, to open a session with."""
+    import torch
+
+    path = tmp_path / "linear.onnx"
+    with torch.no_grad():
+        torch.onnx.export(torch.nn.Linear(4, 2).eval(), (torch.zeros(1, 4),), str(path), dynamo=True, verbose=False)
+    return path
+
+
 def _views(path, crop=32, n_train=16, n_val=6):
     """A view dataset as distill-vit writes it: smooth random crops (real views are smooth, not noise)."""
     rng = np.random.default_rng(0)
@@ -36,6 +46,9 @@ def _views(path, crop=32, n_train=16, n_val=6):
 
 
 def test_static_int8_is_compared_with_dynamic_and_fp32(tmp_path):
+    from minivln_core import onnx_cache
+
+    onnx_cache.session(_tiny_onnx(tmp_path), 1)   # the process-wide pool exists first, as in a long-lived process
     cfg = StaticInt8Config(views=str(_views(tmp_path / "views.h5")), calibration_views=8, test_views=6, rounds=2,
                            threads=1, onnx_dir=str(tmp_path / "onnx"))
     report = run_static_int8(cfg, tmp_path / "static.json")

@@ -73,7 +73,18 @@ def normalised(crops: np.ndarray, prep: Preprocessing) -> np.ndarray:
 
 
 def quantize_static_int8(src: Path, path: Path, calibration: np.ndarray, method: str, batch: int = 8) -> None:
-    """Static int8 (QDQ: u8 activations with calibrated ranges, s8 per-tensor weights) of every MatMul, atomically."""
+    """Static int8 (QDQ: u8 activations with calibrated ranges, s8 per-tensor weights) of every MatMul, atomically.
+
+    Runs in a fresh (spawned) process: the calibrator opens its own onnxruntime session with its own
+    threads, which onnxruntime refuses once this process has the shared pool (`onnx_cache.session`)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_quantize_static, src, path, calibration, method, batch).result()
+
+
+def _quantize_static(src: Path, path: Path, calibration: np.ndarray, method: str, batch: int) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
