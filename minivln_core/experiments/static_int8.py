@@ -30,13 +30,13 @@ import numpy as np
 
 from minivln_core import onnx_cache
 from minivln_core.config import Validated, build_config, from_dict
-from minivln_core.distill.vit import feature_errors
+from minivln_core.distill.vit import feature_errors, to_pixels
 from minivln_core.errors import ConfigError
 from minivln_core.io_utils import atomic_write, atomic_write_json
 from minivln_core.perception.config import ExtractorConfig
 from minivln_core.perception.onnx_vit import INPUT, cached_export
 from minivln_core.perception.view_dataset import extractor_settings, load_view_dataset
-from minivln_core.perception.vit import FeatureExtractor, Preprocessing, _normalise_into, forward_features
+from minivln_core.perception.vit import FeatureExtractor, forward_features
 from minivln_core.provenance import cpu_info
 
 log = logging.getLogger("minivln.bench")
@@ -62,14 +62,6 @@ class StaticInt8Config(Validated):
                               "are out of range")
         if self.method not in METHODS:
             raise ConfigError(f"config key 'method' must be one of {', '.join(METHODS)}, got {self.method!r}")
-
-
-def normalised(crops: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32 model input (the extractor's normalisation)."""
-    out = np.empty((len(crops), 3, prep.crop_size, prep.crop_size), np.float32)
-    for crop, plane in zip(crops, out):
-        _normalise_into(crop, prep, plane)
-    return out
 
 
 def quantize_static_int8(src: Path, path: Path, calibration: np.ndarray, method: str, batch: int = 8) -> None:
@@ -130,11 +122,11 @@ def run_static_int8(cfg: StaticInt8Config, out: str | Path | None = None) -> dic
     quantise_s = 0.0
     if not static.is_file():
         started = time.perf_counter()
-        quantize_static_int8(paths["fp32"], static, normalised(splits["train"].crops[:n_cal], prep), cfg.method)
+        quantize_static_int8(paths["fp32"], static, to_pixels(splits["train"].crops[:n_cal], prep).numpy(), cfg.method)
         quantise_s = time.perf_counter() - started
     paths["int8-static"] = static
 
-    test = normalised(splits["val"].crops[:cfg.test_views], prep)              # (T, 3, S, S)
+    test = to_pixels(splits["val"].crops[:cfg.test_views], prep).numpy()              # (T, 3, S, S)
     sessions = {name: onnx_cache.session(path, cfg.threads) for name, path in paths.items()}
     features = {name: s.run(None, {INPUT: test})[0] for name, s in sessions.items()}   # also the warm-up
     seconds: dict[str, list[float]] = {name: [] for name in sessions}
