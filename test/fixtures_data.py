@@ -100,12 +100,14 @@ def bbox_entries() -> dict[str, Any]:
     }
 
 
-def write_real_format_data(root: Path, houses: int = 6) -> Path:
+def write_real_format_data(root: Path, houses: int = 6, official_val_unseen: bool = False) -> Path:
     """A data folder like ../shared/data: a generated world's graphs, R2R / REVERIE and BBoxes.json in
-    the real formats under `root/synth`, found by name at any depth, without val_unseen annotations."""
+    the real formats under `root/synth`, found by name at any depth, without val_unseen annotations
+    (unless `official_val_unseen`: then its val_unseen files stand for the official ones)."""
     from minivln_core.data.synth import SynthConfig, generate_world
 
     generate_world(root / "synth", SynthConfig(houses=houses, paths_per_house=4, reverie_per_house=3, feature_dim=16))
     for path in (root / "synth" / "annotations").glob("*_val_unseen.json"):
-        path.unlink()
+        if not official_val_unseen:
+            path.unlink()
     return root

@@ -15,6 +15,7 @@ from fixtures_data import write_real_format_data
 from minivln_core.cli import main
 from minivln_core.data.features import ViewFeatureStore, feature_key
 from minivln_core.data.connectivity import load_connectivity
+from minivln_core.experiments.export_checkpoint import describe_world
 
 
 def _items(path: Path) -> list[dict]:
@@ -49,10 +50,16 @@ def test_held_out_houses_become_val_unseen_and_nothing_is_lost(data, tmp_path, c
     graphs = load_connectivity(out / "connectivity")
     store = ViewFeatureStore(out / "features" / "views.h5")
     used = {i["scan"] for s in ("train", "val_seen", "val_unseen") for i in _items(out / "annotations" / f"R2R_{s}.json")}
-    for scan in used:
+    assert len(used) == 5 and len(graphs) == 6   # one house has no annotations here: it gets features all the same
+    for scan in graphs:
         for vp in graphs[scan].viewpoints:
             assert store.get(scan, vp).shape == (36, 384), feature_key(scan, vp)
+    assert not (out / "annotations" / "R2R_official_val_unseen.json").exists()
     assert "held out" in capsys.readouterr().out
+    # A checkpoint trained here says on its card how to rebuild the world (the data is never shipped).
+    card_world = describe_world(out, "views")
+    assert card_world["rebuild"][0].startswith("minivln real-world --data DATA --out DIR --holdout 2 --seed 3")
+    assert card_world["held_out"] == sorted(held) and card_world["real_world"]["counts"] == info["counts"]
     # Same seed, same draw; the folder can be rebuilt in place.
     assert main(["real-world", "--data", str(data), "--out", str(out), "--holdout", "2", "--seed", "3",
                  "--no-features"]) == 0
@@ -68,6 +75,30 @@ def test_a_policy_trains_and_is_scored_on_the_held_out_houses(data, tmp_path):
                  "--set", "eval_limit=4", "--set", "eval_splits=[val_seen,val_unseen]", "--set", "max_steps=5"]) == 0
     scores = json.loads(next((run / "eval").rglob("*val_unseen_metrics.json")).read_text())
     assert scores["num_episodes"] == 4 and 0 <= scores["sr"] <= 100
+
+
+def test_an_official_val_unseen_is_its_own_split_and_scored(tmp_path):
+    data = write_real_format_data(tmp_path / "data", official_val_unseen=True)
+    out = tmp_path / "real"
+    assert main(["real-world", "--data", str(data), "--out", str(out), "--holdout", "2", "--no-features"]) == 0
+    info = json.loads((out / "world.json").read_text())
+    src = data / "synth" / "annotations"
+    for prefix in ("R2R", "REVERIE"):
+        official = _items(out / "annotations" / f"{prefix}_official_val_unseen.json")
+        assert official == _items(src / f"{prefix}_val_unseen.json") and official
+        assert info["counts"][prefix.lower()]["official_val_unseen"] == len(official)
+        held_out = _items(out / "annotations" / f"{prefix}_val_unseen.json")
+        assert not {i["scan"] for i in official} & {i["scan"] for i in held_out}
+    assert info["houses"]["official_val_unseen"] == 1
+    assert main(["real-world", "--data", str(data), "--out", str(out), "--holdout", "2"]) == 0   # with features
+    run = tmp_path / "run"
+    assert main(["finetune", "--world", str(out), "--out", str(run), "--quiet", "--set", "preset=tiny-student",
+                 "--set", "batch_size=2", "--set", "loop.steps=1", "--set", "loop.eval_every=0",
+                 "--set", "eval_splits=[official_val_unseen]", "--set", "best_split=official_val_unseen",
+                 "--set", "max_steps=5"]) == 0
+    scores = json.loads(next((run / "eval").rglob("*official_val_unseen_metrics.json")).read_text())
+    official = _items(out / "annotations" / "R2R_official_val_unseen.json")
+    assert scores["num_episodes"] == sum(len(i["instructions"]) for i in official)   # one episode per instruction
 
 
 def test_bad_requests_name_what_is_wrong(data, tmp_path, capsys):

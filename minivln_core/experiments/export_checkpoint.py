@@ -106,8 +106,17 @@ def describe_world(world: Path, features: str) -> dict[str, Any]:
     """The world's identity and the commands that rebuild it exactly."""
     info = read_json_or_none(world / "world.json")
     out: dict[str, Any] = {"path_when_trained": str(world), "features": features}
+    if isinstance(info, dict) and info.get("format") == "minivln-real-world":
+        # The real data is never shipped: the card names the files and the held-out houses instead.
+        hold = info.get("holdout", {})
+        out.update(real_world={k: info.get(k) for k in ("houses", "counts")}, held_out=hold.get("scans"),
+                   sources=sorted(Path(p).name for p in (info.get("sources") or {}).values()))
+        out["rebuild"] = [f"minivln real-world --data DATA --out DIR --holdout {hold.get('count')} "
+                          f"--seed {hold.get('seed')}   # DATA: the Matterport3D / R2R / REVERIE files "
+                          "(docs/data.md)"]
+        return out
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
-        out["rebuild"] = ["(not a generated world: see its folder's README or `minivln real-world`)"]
+        out["rebuild"] = ["(not a generated world: see its folder's README)"]
         return out
     defaults = to_dict(SynthConfig())
     changed = {k: v for k, v in info["config"].items() if defaults.get(k) != v}

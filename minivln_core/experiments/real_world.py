@@ -11,11 +11,17 @@ are split the same way when a folder holds both REVERIE_train.json and REVERIE_v
 ../shared/data only `reverie/v2` does: REVERIE train exists only in v2, and v1's val_seen is not
 mixed with v2's train); its object features come from `perception.semantic_objects`.
 
+Every house with a graph and boxes gets view (and object) features, annotated or not, so a policy
+trained here runs on the official val_unseen / test houses of whoever holds those annotations; an
+official `R2R_val_unseen.json` (beside R2R_train.json) or `REVERIE_val_unseen.json` (in the REVERIE
+version folder) in the data folder becomes the split `official_val_unseen`, beside the held-out one.
+
 Every annotated path is checked against the graphs: each viewpoint included and each hop an edge
 (`data.r2r.validate_against`); a path that is not walkable is an error naming the file and record.
 
     <out>/connectivity/<scan>_connectivity.json -> the source files (+ scans.txt)
-    <out>/annotations/R2R_{train,val_seen,val_unseen}.json, REVERIE_... (when present), BBoxes.json
+    <out>/annotations/R2R_{train,val_seen,val_unseen[,official_val_unseen]}.json, REVERIE_... (when present),
+                     BBoxes.json
     <out>/features/views.h5 (+ views.h5.classes.json), objects.h5 (with REVERIE)
     <out>/world.json   format "minivln-real-world": sources, held-out scans, house and instruction counts
 """
@@ -35,6 +41,7 @@ from minivln_core.errors import DataError
 from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
 
 SPLITS = ("train", "val_seen")
+OFFICIAL = "official_val_unseen"   # the split name of an official val_unseen file, when the data folder has one
 REQUIRED = {"R2R_train.json", "R2R_val_seen.json", "BBoxes.json"}
 
 
@@ -52,8 +59,13 @@ def find_sources(data: Path) -> dict[str, Path]:
     # REVERIE: the first folder (sorted) that holds every split, so versions are never mixed.
     for folder in sorted({p.parent for p in data.rglob("REVERIE_train.json")}):
         if all((folder / f"REVERIE_{s}.json").is_file() for s in SPLITS):
-            found.update({f"REVERIE_{s}.json": folder / f"REVERIE_{s}.json" for s in SPLITS})
+            found.update({f"REVERIE_{s}.json": folder / f"REVERIE_{s}.json" for s in SPLITS + ("val_unseen",)
+                          if (folder / f"REVERIE_{s}.json").is_file()})
             break
+    # An official R2R val_unseen (other houses than train's) is kept beside the held-out split; from the
+    # folder of R2R_train.json, so releases are not mixed.
+    if "R2R_train.json" in found and (found["R2R_train.json"].parent / "R2R_val_unseen.json").is_file():
+        found["R2R_val_unseen.json"] = found["R2R_train.json"].parent / "R2R_val_unseen.json"
     graphs = sorted(data.rglob(f"*{SUFFIX}"))
     if graphs:
         found["connectivity"] = graphs[0].parent
@@ -100,7 +112,7 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
     held = set(held_out_scans(r2r["train"], holdout, seed, src["R2R_train.json"]))
     graphs = load_connectivity(src["connectivity"])
     counts: dict[str, dict[str, int]] = {}
-    used: set[str] = set()                     # scans any annotation refers to: they get features
+    used: set[str] = set()                     # scans any annotation refers to
     for prefix in ("R2R", "REVERIE"):
         if not all(f"{prefix}_{s}.json" in src for s in SPLITS):
             continue  # REVERIE is optional
@@ -111,12 +123,19 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
         split = {"train": [i for i in parts["train"] if i["scan"] not in held],
                  "val_seen": [i for i in parts["val_seen"] if i["scan"] not in held],
                  "val_unseen": [i for s in SPLITS for i in parts[s] if i["scan"] in held]}
+        official = src.get(f"{prefix}_val_unseen.json")
+        if official is not None:  # scored as its own split; its houses are not the held-out ones
+            reader = load_r2r if prefix == "R2R" else load_reverie
+            validate_against(reader(official, tokenize=False), graphs, official)
+            split[OFFICIAL] = _items(official)
         for name, items in split.items():
             atomic_write_json(out / "annotations" / f"{prefix}_{name}.json", items, indent=None)
             used.update(str(i["scan"]) for i in items)
         counts[prefix.lower()] = {name: len(items) for name, items in split.items()}
     _link(src["BBoxes.json"], out / "annotations" / "BBoxes.json")
     scans = sorted(graphs)
+    # Every house with a graph gets features, not only the annotated ones: a checkpoint trained here is
+    # scored on the official val_unseen / test houses by whoever holds those annotations.
     for scan in scans:
         _link(src["connectivity"] / f"{scan}{SUFFIX}", out / "connectivity" / f"{scan}{SUFFIX}")
     atomic_write_text(out / "connectivity" / "scans.txt", "\n".join(scans) + "\n")
@@ -129,15 +148,16 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
         from minivln_core.perception.semantic_objects import build_semantic_objects
 
         index, embedder = ObjectIndex.load(src["BBoxes.json"]), NameEmbedder()
+        featured = sorted(used | (set(scans) & set(index.scans())))   # annotated or boxed houses with a graph
         stats = build_semantic_store(index, out / "connectivity", out / "features" / "views.h5",
-                                     scans=sorted(used), embedder=embedder)
+                                     scans=featured, embedder=embedder)
         if "reverie" in counts:
-            reverie_scans = sorted({str(i["scan"]) for s in ("train", "val_seen", "val_unseen")
-                                    for i in _items(out / "annotations" / f"REVERIE_{s}.json")})
             stats["objects"] = build_semantic_objects(index, out / "connectivity", out / "features" / "objects.h5",
-                                                      scans=reverie_scans, embedder=embedder)
+                                                      scans=featured, embedder=embedder)
     houses = {"train": len({i["scan"] for i in r2r["train"]} - held), "val_unseen": len(held),
               "graphs": len(scans)}
+    if "R2R_val_unseen.json" in src:
+        houses[OFFICIAL] = len({i["scan"] for i in _items(src["R2R_val_unseen.json"])})
     sources = {name: str(path.resolve()) for name, path in sorted(src.items())}
     info = {"format": "minivln-real-world", "version": 2, "source": str(Path(data).resolve()), "sources": sources,
             "holdout": {"count": holdout, "seed": seed, "scans": sorted(held)}, "houses": houses,
