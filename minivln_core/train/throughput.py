@@ -39,10 +39,26 @@ class Variant(Validated):
     threads: int = 0                                # torch threads per process (0 = torch's default)
     dropout_rng: Literal["torch", "numpy"] = "torch"
     precision: Precision = "fp32"                   # bf16: torch.autocast on the CPU (train.precision)
+    # Learning settings that also change the cost (None: the fine-tuning default). ml_weight 0 drops
+    # DAgger's teacher-forced rollout (~1/3 of a step's decisions); attention dropout 0 lets attention
+    # take the fused kernel in training.
+    ml_weight: float | None = None
+    attention_dropout: float | None = None
 
     def validate(self) -> None:
         if self.processes < 1 or self.threads < 0:
             raise ConfigError("variant keys 'processes' (>= 1) and 'threads' (>= 0) are out of range")
+        if (self.ml_weight is not None and self.ml_weight < 0) or not 0 <= (self.attention_dropout or 0) < 1:
+            raise ConfigError("variant keys 'ml_weight' (>= 0) and 'attention_dropout' (in [0, 1)) are out of range")
+
+    def finetune_config(self, cfg: FinetuneConfig) -> FinetuneConfig:
+        """`cfg` with this variant's settings."""
+        cfg = replace(cfg, threads=self.threads, dropout_rng=self.dropout_rng)
+        if self.ml_weight is not None:
+            cfg = replace(cfg, ml_weight=self.ml_weight)
+        if self.attention_dropout is not None:
+            cfg = replace(cfg, attention_probs_dropout_prob=self.attention_dropout)
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,9 @@ class ThroughputConfig(Validated):
     max_steps: int = 15
     houses: int = 8                 # houses of the generated world (when no world is given)
     world: str | None = None        # an existing world folder instead
+    # A policy to start from (a checkpoint folder or a shipped name, e.g. synth60-teacher with houses=60):
+    # DAgger from a trained policy runs longer sampled rollouts than from random weights, as real runs do.
+    init: str | None = None
     features: str = "views"
     warmup: int = 1                 # untimed steps per measurement
     steps: int = 3                  # timed steps per measurement
@@ -109,8 +128,7 @@ def _worker(cfg: FinetuneConfig, variant: Variant, start: int, warmup: int, step
 
 def measure(cfg: FinetuneConfig, variant: Variant, start: int, warmup: int, steps: int) -> list[float]:
     """Seconds per optimiser step of `variant` (its processes started afresh, spawn)."""
-    cfg = replace(cfg, threads=variant.threads, dropout_rng=variant.dropout_rng)
-    return spawn_ranks(_worker, variant.processes, cfg, variant, start, warmup, steps)
+    return spawn_ranks(_worker, variant.processes, variant.finetune_config(cfg), variant, start, warmup, steps)
 
 
 def run_throughput(cfg: ThroughputConfig, progress: bool = True) -> dict[str, Any]:
@@ -123,7 +141,7 @@ def run_throughput(cfg: ThroughputConfig, progress: bool = True) -> dict[str, An
             world = str(Path(tmp) / "world")
             generate_world(world, SynthConfig(houses=cfg.houses, seed=0))
         ft = FinetuneConfig(world=world, features=cfg.features, preset=cfg.preset, batch_size=cfg.batch_size,
-                            train_alg=cfg.train_alg, max_steps=cfg.max_steps, eval_splits=[])
+                            train_alg=cfg.train_alg, max_steps=cfg.max_steps, eval_splits=[], init=cfg.init)
         times: dict[str, list[float]] = {name: [] for name in cfg.variants()}
         for r in range(cfg.rounds):
             for name, variant in cfg.variants().items():
@@ -132,7 +150,8 @@ def run_throughput(cfg: ThroughputConfig, progress: bool = True) -> dict[str, An
                 if progress:
                     print(f"[bench-train] round {r + 1}/{cfg.rounds} {name}: "
                           f"{statistics.median(times[name]):.2f} s/step so far", flush=True)
-    report: dict[str, Any] = {"preset": cfg.preset, "train_alg": cfg.train_alg, "batch_size": cfg.batch_size,
+    report: dict[str, Any] = {"preset": cfg.preset, "init": cfg.init, "train_alg": cfg.train_alg,
+                              "batch_size": cfg.batch_size,
                               "steps_per_measurement": cfg.steps, "rounds": cfg.rounds, "cpu": cpu_info(),
                               "torch": torch.__version__}
     for name, variant in cfg.variants().items():
