@@ -134,8 +134,6 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
         counts[prefix.lower()] = {name: len(items) for name, items in split.items()}
     _link(src["BBoxes.json"], out / "annotations" / "BBoxes.json")
     scans = sorted(graphs)
-    # Every house with a graph gets features, not only the annotated ones: a checkpoint trained here is
-    # scored on the official val_unseen / test houses by whoever holds those annotations.
     for scan in scans:
         _link(src["connectivity"] / f"{scan}{SUFFIX}", out / "connectivity" / f"{scan}{SUFFIX}")
     atomic_write_text(out / "connectivity" / "scans.txt", "\n".join(scans) + "\n")
@@ -148,7 +146,9 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
         from minivln_core.perception.semantic_objects import build_semantic_objects
 
         index, embedder = ObjectIndex.load(src["BBoxes.json"]), NameEmbedder()
-        featured = sorted(used | (set(scans) & set(index.scans())))   # annotated or boxed houses with a graph
+        # Annotated houses and every other house with a graph and boxes: a checkpoint trained here is then
+        # scored on the official val_unseen / test houses by whoever holds those annotations.
+        featured = sorted(used | (set(scans) & set(index.scans())))
         stats = build_semantic_store(index, out / "connectivity", out / "features" / "views.h5",
                                      scans=featured, embedder=embedder)
         if "reverie" in counts:
