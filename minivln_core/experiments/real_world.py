@@ -117,16 +117,15 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
         if not all(f"{prefix}_{s}.json" in src for s in SPLITS):
             continue  # REVERIE is optional
         parts = r2r if prefix == "R2R" else {s: _items(src[f"REVERIE_{s}.json"]) for s in SPLITS}
-        for s in SPLITS:  # every path a walk in its house's graph (the readers' check, on the raw files)
-            reader = load_r2r if prefix == "R2R" else load_reverie
-            validate_against(reader(src[f"{prefix}_{s}.json"], tokenize=False), graphs, src[f"{prefix}_{s}.json"])
+        official = src.get(f"{prefix}_val_unseen.json")
+        reader = load_r2r if prefix == "R2R" else load_reverie
+        for path in [src[f"{prefix}_{s}.json"] for s in SPLITS] + ([official] if official else []):
+            # every path a walk in its house's graph (the readers' check, on the raw files)
+            validate_against(reader(path, tokenize=False), graphs, path)
         split = {"train": [i for i in parts["train"] if i["scan"] not in held],
                  "val_seen": [i for i in parts["val_seen"] if i["scan"] not in held],
                  "val_unseen": [i for s in SPLITS for i in parts[s] if i["scan"] in held]}
-        official = src.get(f"{prefix}_val_unseen.json")
         if official is not None:  # scored as its own split; its houses are not the held-out ones
-            reader = load_r2r if prefix == "R2R" else load_reverie
-            validate_against(reader(official, tokenize=False), graphs, official)
             split[OFFICIAL] = _items(official)
         for name, items in split.items():
             atomic_write_json(out / "annotations" / f"{prefix}_{name}.json", items, indent=None)
