@@ -39,7 +39,8 @@ def old_teacher(out="runs/recipe", preset="minivln-small", imitation="1000", dag
     lines.append(q("finetune", "--out", f"{out}/imitation", *common, "--set", f"preset={preset}",
                    "--set", "train_alg=imitation", "--set", f"loop.steps={imitation}", "--set", "loop.eval_every=500"))
     lines.append(q("finetune", "--out", f"{out}/dagger", *common, "--set", f"init={out}/imitation/last",
-                   "--set", "train_alg=dagger", "--set", f"loop.steps={dagger}", "--set", "loop.eval_every=250"))
+                   "--set", "train_alg=dagger", "--set", f"loop.steps={dagger}", "--set", "loop.eval_every=250",
+                   "--set", "ml_weight=0.2"))  # added with the recipe's ml_weight parameter (the default)
     for stage in ("imitation", "dagger"):
         for split in ("val_seen", "val_unseen"):
             scores = f"{out}/{stage}/final/last_{split}_metrics.json"

@@ -45,6 +45,15 @@ def _finetune_cmd(world: Path, out: Path, steps: int, extra=()) -> list[str]:
             "--set", f"loop.steps={steps}", *COMMON, *extra]
 
 
+def _torchrun_finetune(world: Path, out: Path, steps: int, extra=()) -> None:
+    """`torchrun --nproc_per_node 2 ... finetune` on the tiny settings; fails with the ranks' stderr."""
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "minivln_core", "finetune", "--world",
+           str(world), "--out", str(out), "--set", f"loop.steps={steps}", *COMMON, *extra]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "last" / "model.safetensors"))
 
@@ -123,11 +132,7 @@ def test_two_process_gloo_ddp_equals_one_process(world, tmp_path):
     single = tmp_path / "single"
     subprocess.run(_finetune_cmd(world, single, 3, imitation), env=_env(), check=True, capture_output=True)
     ddp = tmp_path / "ddp"
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "minivln_core", "finetune", "--world",
-           str(world), "--out", str(ddp), "--set", "loop.steps=3", *COMMON, *imitation]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _torchrun_finetune(world, ddp, 3, imitation)
     a, b = _weights(single), _weights(ddp)
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
@@ -136,12 +141,8 @@ def test_two_process_gloo_ddp_equals_one_process(world, tmp_path):
 def test_two_process_dagger_reaches_every_parameter_every_step(world, tmp_path):
     """FinetuneTask tells DDP that no parameter goes unused (find_unused_parameters=False): were one
     unused, DDP would fail at the second step. bf16 autocast (`loop.precision`) on the way."""
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "minivln_core", "finetune", "--world",
-           str(world), "--out", str(tmp_path / "ddp"), "--set", "loop.steps=3", *COMMON,
-           "--set", "train_alg=dagger", "--set", "loop.precision=bf16", "--set", "dropout_rng=numpy"]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _torchrun_finetune(world, tmp_path / "ddp", 3,
+                       ["--set", "train_alg=dagger", "--set", "loop.precision=bf16", "--set", "dropout_rng=numpy"])
     assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "ddp").values())
 
 
@@ -221,3 +222,19 @@ def test_evaluate_applies_the_ablation_a_policy_was_trained_with(world, tmp_path
     assert np.abs(plain).sum() > 0 and not np.any(envs["blind"].features.get(ep.scan, ep.start))
     assert envs["blind"].episodes[0].instr_encoding == ep.instr_encoding
     assert len(envs["no_language"].episodes[0].instr_encoding) < len(ep.instr_encoding)
+
+
+def test_a_policy_on_the_frozen_text_backbone_trains_in_two_ranks_under_bf16(world, tmp_path):
+    """The `-minilm` presets: the frozen all-MiniLM-L6-v2 runs in every rank under bf16 autocast, DDP
+    sees only the policy's parameters (the projection included), and the checkpoint leaves the
+    backbone out and names it."""
+    _torchrun_finetune(world, tmp_path / "ddp", 2, ["--set", "preset=minivln-small-minilm", "--set", "train_alg=dagger",
+                                                     "--set", "loop.precision=bf16"])
+    from minivln_core.models.checkpoint import from_pretrained
+
+    weights = _weights(tmp_path / "ddp")
+    assert {k for k in weights if "backbone" in k} == {"policy.embeddings.backbone_linear.weight",
+                                                       "policy.embeddings.backbone_linear.bias"}
+    policy = from_pretrained(tmp_path / "ddp" / "last")  # strict: exactly the policy's own weights
+    assert policy.config.text_backbone == "all-MiniLM-L6-v2"
+    assert all(torch.isfinite(v).all() for v in weights.values())

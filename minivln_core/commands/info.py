@@ -36,5 +36,11 @@ def run(args: argparse.Namespace) -> int:
     with torch.device("meta"):  # counts need shapes only, not 700 MB of weights
         model = DuetPolicy(config)
     info = {**meta, **describe(model), "config": {k: getattr(config, k) for k in config.__dataclass_fields__}}
+    if config.text_backbone != "none":  # frozen, shared, not stored: counted apart from the policy's own
+        from minivln_core.models.text_backbone import load_backbone
+
+        backbone = load_backbone(config.text_backbone)
+        info["frozen_text_backbone"] = {"name": config.text_backbone,
+                                        "params": sum(p.numel() for p in backbone.parameters())}
     print(json.dumps(info, indent=2))
     return 0

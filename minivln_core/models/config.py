@@ -40,6 +40,8 @@ class ModelConfig(Validated):
     lang2visn_attn: bool = False           # pretraining only: cross-modal layers also update the text (MLM)
     feat_dropout: float = 0.4              # dropout on raw view/object features (training only)
     initializer_range: float = 0.02
+    # Frozen pretrained encoder whose token states are added to the text embedding (models/text_backbone.py).
+    text_backbone: Literal["none", "all-MiniLM-L6-v2"] = "none"
 
     def validate(self) -> None:
         """Raise ConfigError naming the first inconsistent key."""

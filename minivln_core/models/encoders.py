@@ -13,6 +13,7 @@ from torch import nn
 
 from minivln_core.models.config import LOC_FEAT_SIZE, POS_FEAT_SIZE, ModelConfig
 from minivln_core.models.layers import BertLayer, CrossModalLayer, PreLNLayer, additive_mask
+from minivln_core.models.text_backbone import BACKBONE_DIM, backbone_states
 
 POS_LAYER_NORM_EPS = 1e-5  # position-feature LayerNorms (see GlobalMapEncoder)
 
@@ -32,22 +33,28 @@ class Trace:
 
 
 class TextEmbeddings(nn.Module):
-    """word + learned position + token type -> LayerNorm -> dropout."""
+    """word + learned position + token type (+ projected frozen backbone states) -> LayerNorm -> dropout."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         d = config.hidden_size
+        self.backbone = config.text_backbone
+        self.backbone_linear = (nn.Linear(BACKBONE_DIM[self.backbone], d) if self.backbone != "none" else None)
         self.word_embeddings = nn.Embedding(config.vocab_size, d, padding_idx=0)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, d)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, d)
         self.LayerNorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, txt_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, txt_ids: torch.Tensor, txt_masks: torch.Tensor | None = None) -> torch.Tensor:
         b, length = txt_ids.shape
         positions = torch.arange(length, device=txt_ids.device)[None].expand(b, length)
         types = torch.zeros_like(txt_ids)
         x = self.word_embeddings(txt_ids) + self.position_embeddings(positions) + self.token_type_embeddings(types)
+        if self.backbone_linear is not None:
+            masks = txt_masks if txt_masks is not None else txt_ids != 0
+            states = backbone_states(self.backbone, txt_ids, masks)                # (B, L, 384), fp32
+            x = x + self.backbone_linear(states.to(self.backbone_linear.weight.dtype))
         return self.dropout(self.LayerNorm(x))  # (B, L, D)
 
 

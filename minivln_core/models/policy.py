@@ -109,7 +109,7 @@ class DuetPolicy(nn.Module):
     def encode_language(self, txt_ids: torch.Tensor, txt_masks: torch.Tensor,
                         trace: Trace | None = None) -> torch.Tensor:
         """(B, L) ids and bool masks -> (B, L, D); run once per instruction."""
-        embeds = self.embeddings(txt_ids)
+        embeds = self.embeddings(txt_ids, txt_masks)
         if trace is not None:
             trace.embedding = embeds
         return self.lang_encoder(embeds, txt_masks, trace)

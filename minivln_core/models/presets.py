@@ -17,6 +17,14 @@ PRESETS: dict[str, ModelConfig] = {
     "duet-small": ModelConfig(hidden_size=192, num_attention_heads=12, intermediate_size=768),
     "minivln-small": ModelConfig(hidden_size=96, num_attention_heads=12, intermediate_size=384,
                                  num_l_layers=3, num_pano_layers=1, num_x_layers=2),
+    # The same pair on a frozen all-MiniLM-L6-v2 under the text embedding (models/text_backbone.py: the
+    # real-house benchmark, where words must be learnt from 14k instructions). The backbone's 22.7M
+    # frozen parameters are shared, not counted, and not stored in checkpoints.
+    "duet-small-minilm": ModelConfig(hidden_size=192, num_attention_heads=12, intermediate_size=768,
+                                     text_backbone="all-MiniLM-L6-v2"),
+    "minivln-small-minilm": ModelConfig(hidden_size=96, num_attention_heads=12, intermediate_size=384,
+                                        num_l_layers=3, num_pano_layers=1, num_x_layers=2,
+                                        text_backbone="all-MiniLM-L6-v2"),
     # Unit-test sizes.
     "tiny-teacher": ModelConfig(hidden_size=48, num_attention_heads=4, intermediate_size=96,
                                 num_l_layers=3, num_pano_layers=2, num_x_layers=2, vocab_size=30522,
