@@ -29,7 +29,8 @@ def run_node(name: str, make_node: Callable[[], Node], spin: Callable[[Node], No
 
     A ParamError or a start-up data error (EXPECTED_ERRORS) is logged as one fatal line and gives
     status 2; any other exception is a bug: it is logged as a fatal line followed by its full
-    traceback and gives status 1. Ctrl-C and an external shutdown end quietly with 0.
+    traceback and gives status 1. Ctrl-C and an external shutdown end quietly with 0 (also when the
+    shutdown races the executor, `_shut_down_while_spinning`).
     """
     _end_with_parent()
     rclpy.init(args=args)
@@ -46,6 +47,8 @@ def run_node(name: str, make_node: Callable[[], Node], spin: Callable[[Node], No
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     except Exception as err:  # a bug, not bad input: where it happened matters, so keep the traceback
+        if _shut_down_while_spinning(err):
+            return 0
         rclpy.logging.get_logger(name).fatal(f"unexpected {type(err).__name__}: {err}\n{traceback.format_exc()}")
         return 1
     finally:
@@ -54,6 +57,13 @@ def run_node(name: str, make_node: Callable[[], Node], spin: Callable[[Node], No
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def _shut_down_while_spinning(err: Exception) -> bool:
+    """Ctrl-C's handler shut the context down while the executor was building its wait set: rclpy
+    then raises RCLError ("the given context is not valid") instead of ExternalShutdownException.
+    That is the shutdown that was asked for, not a bug; an RCLError on a live context still is."""
+    return type(err).__name__ == "RCLError" and not rclpy.ok()
 
 
 def closing_logger(node: Node):
