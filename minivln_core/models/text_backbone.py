@@ -22,6 +22,7 @@ export and int8 quantisation never see it. One instance per process is shared by
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,22 +35,29 @@ BACKBONE_DIM = {MINILM: 384}  # width of each backbone's states (the names Model
 
 
 @lru_cache(maxsize=None)
-def load_backbone(name: str) -> nn.Module:
-    """The frozen encoder `name` in eval mode, loaded once per process from the installed package."""
-    if name != MINILM:
-        raise ValueError(f"unknown text backbone '{name}' (choose from {', '.join(BACKBONE_DIM)})")
+def load_encoder(folder: Path) -> nn.Module:
+    """The frozen MiniLM encoder saved in `folder`, in eval mode, loaded once per process and folder:
+    the policy's text backbone and the object-name embedder of the real houses share it."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a per-load bar on stderr (the ROS node's log) says nothing here
-    folder = tokenizer_dir()
     try:
         model = AutoModel.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise DataError(folder, f"cannot load the {name} text backbone: {exc}") from None
+        raise DataError(folder, f"cannot load the MiniLM sentence encoder: {exc}") from None
+    return model.eval().requires_grad_(False)
+
+
+def load_backbone(name: str) -> nn.Module:
+    """The frozen encoder `name`, loaded once per process from the installed package."""
+    if name != MINILM:
+        raise ValueError(f"unknown text backbone '{name}' (choose from {', '.join(BACKBONE_DIM)})")
+    folder = tokenizer_dir()
+    model = load_encoder(folder)
     if model.config.hidden_size != BACKBONE_DIM[name]:
         raise DataError(folder, f"{name} has width {model.config.hidden_size}, expected {BACKBONE_DIM[name]}")
-    return model.eval().requires_grad_(False)
+    return model
 
 
 def backbone_states(name: str, txt_ids: torch.Tensor, txt_masks: torch.Tensor) -> torch.Tensor:

@@ -79,13 +79,15 @@ class NameEmbedder:
         self._tokenizer: Any = None
 
     def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from minivln_core.models.text_backbone import load_encoder
 
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-            self._model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True).eval()
         except (OSError, ValueError) as exc:
-            raise DataError(self.model_dir, f"cannot load the MiniLM sentence encoder: {exc}") from None
+            raise DataError(self.model_dir, f"cannot load the MiniLM tokenizer: {exc}") from None
+        self._model = load_encoder(self.model_dir.resolve())  # shared with a policy's text backbone
 
     @property
     def dim(self) -> int:
