@@ -242,6 +242,8 @@ def connectivity_cases() -> list[Case]:
             ("no-included", 3, _drop("included"), "included"),
             ("unobstructed-short", 4, lambda e: e["unobstructed"].pop(), "unobstructed"),
             ("unobstructed-ints", 4, lambda e: e.__setitem__("unobstructed", [0] * len(entries)), "unobstructed"),
+            ("visible-short", 4, lambda e: e["visible"].pop(), "visible"),
+            ("visible-ints", 4, lambda e: e.__setitem__("visible", [1] * len(entries)), "visible"),
             ("height-string", 0, _set("height", "1.5m"), "height"),
             ("duplicated-image-id", 3, _set("image_id", "a"), "image_id")]:
         cases.append(Case(f"connectivity-{name}", "connectivity",

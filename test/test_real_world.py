@@ -60,6 +60,16 @@ def test_held_out_houses_become_val_unseen_and_nothing_is_lost(data, tmp_path, c
     card_world = describe_world(out, "views")
     assert card_world["rebuild"][0].startswith("minivln real-world --data DATA --out DIR --holdout 2 --seed 3")
     assert card_world["held_out"] == sorted(held) and card_world["real_world"]["counts"] == info["counts"]
+    # With a far field the views are twice as wide and the card's rebuild command says so.
+    far = tmp_path / "far"
+    assert main(["real-world", "--data", str(data), "--out", str(far), "--holdout", "2", "--seed", "3",
+                 "--far-field", "6"]) == 0
+    scan = sorted(graphs)[0]
+    vp = graphs[scan].viewpoints[0]
+    wide = ViewFeatureStore(far / "features" / "views.h5").get(scan, vp)                  # (36, 768)
+    assert wide.shape == (36, 768) and (wide[:, :384] == store.get(scan, vp)).all()
+    assert json.loads((far / "world.json").read_text())["features"]["views_with_far_objects"] > 0
+    assert "--seed 3 --far-field 6 " in describe_world(far, "views")["rebuild"][0]
     # Same seed, same draw; the folder can be rebuilt in place.
     assert main(["real-world", "--data", str(data), "--out", str(out), "--holdout", "2", "--seed", "3",
                  "--no-features"]) == 0

@@ -6,17 +6,18 @@ import argparse
 import json
 import time
 
+import h5py
 import numpy as np
 import pytest
 
-from fixtures_data import TOY_POSITIONS, TOY_SCAN, connectivity_entries, write_json, write_toy_connectivity
+from fixtures_data import TOY_EDGES, TOY_POSITIONS, TOY_SCAN, connectivity_entries, write_json, write_toy_connectivity
 from minivln_core.commands import features as features_cmd
 from minivln_core.data.bboxes import ObjectIndex
-from minivln_core.data.connectivity import load_scan
+from minivln_core.data.connectivity import load_scan, parse_connectivity
 from minivln_core.data.features import ViewFeatureStore
 from minivln_core.errors import DataError
-from minivln_core.perception.semantic import (NameEmbedder, build_semantic_store, classes_path, normalise_name,
-                                              nothing_vector)
+from minivln_core.perception.semantic import (FAR_NOTHING_SEED, NameEmbedder, build_semantic_store, classes_path,
+                                              normalise_name, nothing_vector)
 
 OTHER_SCAN = "otherScan002"
 
@@ -136,3 +137,49 @@ def test_real_semantic_store_covers_included_viewpoints(shared_data, embedder, t
         for scan in subset:
             for vp in load_scan(conn, scan).viewpoints:
                 assert store.get(scan, vp).shape == (36, 384)
+
+
+def test_graph_line_of_sight_from_the_file_or_the_edges():
+    entries = connectivity_entries(TOY_POSITIONS, TOY_EDGES)
+    for entry in entries:
+        entry["visible"] = [True] * len(entries)                           # everyone sees everyone
+    entries[5]["included"] = False                                         # z: excluded, so never seen
+    graph = parse_connectivity(TOY_SCAN, entries)
+    assert graph.visible("a") == ["b", "c", "d", "x"] and graph.neighbors("a") == ["b"]
+    for entry in entries:
+        del entry["visible"]                                               # optional: the edges stand in
+    assert parse_connectivity(TOY_SCAN, entries).visible("c") == ["b", "d", "x"]
+
+
+def test_far_field_adds_what_lies_in_each_direction(embedder, tmp_path):
+    # Toy scan (fixtures_data): a(0,0) b(2,0) c(4,0) d(6,0) x(4,2) z(10,10); all in line of sight.
+    entries = connectivity_entries(TOY_POSITIONS, TOY_EDGES)
+    for entry in entries:
+        entry["visible"] = [True] * len(entries)
+    conn = tmp_path / "conn"
+    write_json(conn / f"{TOY_SCAN}_connectivity.json", entries)
+    bboxes = write_json(tmp_path / "BBoxes.json", {
+        f"{TOY_SCAN}_a": {"1": obj("chair", [0])}, f"{TOY_SCAN}_b": {"2": obj("sofa", [20])},
+        f"{TOY_SCAN}_d": {"3": obj("door", [3, 4])}, f"{TOY_SCAN}_x": {"4": obj("sink", [30])},
+        f"{TOY_SCAN}_z": {"5": obj("bed", [12])}})
+    near_only = build_semantic_store(bboxes, conn, tmp_path / "near.h5", embedder=embedder)
+    stats = build_semantic_store(bboxes, conn, tmp_path / "far.h5", embedder=embedder, far_field=8.0)
+    assert stats["views_with_objects"] == near_only["views_with_objects"]
+    with ViewFeatureStore(tmp_path / "near.h5") as near, ViewFeatureStore(tmp_path / "far.h5") as far:
+        assert far.dim == 2 * 384
+        a = far.get(TOY_SCAN, "a")                                         # (36, 768)
+        np.testing.assert_array_equal(a[:, :384], near.get(TOY_SCAN, "a"))  # the near half is unchanged
+        np.testing.assert_array_equal(far.logits(TOY_SCAN, "a"), near.logits(TOY_SCAN, "a"))
+        far_a, blank = a[:, 384:], nothing_vector(384, FAR_NOTHING_SEED)
+        # b (2 m) and d (6 m) lie at heading 90 deg = view 15, x (4, 2) at 63 deg = view 14; z is 14 m away
+        expected = embedder.embed(["door", "sofa"]).mean(axis=0)
+        np.testing.assert_allclose(far_a[15], expected / np.linalg.norm(expected), atol=1e-6)
+        np.testing.assert_allclose(far_a[14], embedder.embed(["sink"])[0], atol=1e-6)
+        assert all(np.array_equal(far_a[ix], blank) for ix in range(36) if ix not in (14, 15))
+        # from d, a (6 m) and b (4 m) lie at heading 270 deg: view 21
+        expected = embedder.embed(["chair", "sofa"]).mean(axis=0)
+        np.testing.assert_allclose(far.get(TOY_SCAN, "d")[21, 384:], expected / np.linalg.norm(expected), atol=1e-6)
+    with h5py.File(tmp_path / "far.h5", "r") as h5:
+        assert h5.attrs["far_field_m"] == 8.0 and h5.attrs["feature_dim"] == 768
+    with pytest.raises(ValueError, match="far_field"):
+        build_semantic_store(bboxes, conn, tmp_path / "bad.h5", embedder=embedder, far_field=-1.0)

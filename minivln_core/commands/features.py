@@ -77,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sem.add_argument("--bboxes", help="REVERIE BBoxes.json (or a BBox/ folder)")
     sem.add_argument("--connectivity", help="folder of <scan>_connectivity.json")
     sem.add_argument("--scans", help="comma-separated scan ids (default: every scan in --bboxes)")
+    sem.add_argument("--far-field", type=float, default=0.0, metavar="METRES",
+                     help="also the objects at viewpoints in line of sight up to METRES away (default 0: off)")
     p.add_argument("--objects", action="store_true",
                    help="--world: also encode each annotated object's best-view crop (REVERIE)")
     p.add_argument("--gzip", action="store_true", help="gzip-compress the datasets")
@@ -132,7 +134,7 @@ def run_semantic(args: argparse.Namespace) -> int:
             raise DataError("<command line>", f"--semantic needs --{flag}")
     scans = [s.strip() for s in args.scans.split(",") if s.strip()] if args.scans else None
     stats = build_semantic_store(args.bboxes, args.connectivity, args.out, scans=scans,
-                                 compression="gzip" if args.gzip else None)
+                                 compression="gzip" if args.gzip else None, far_field=args.far_field)
     print(", ".join(f"{k}: {v}" for k, v in stats.items()))
     return 0
 

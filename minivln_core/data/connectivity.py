@@ -2,8 +2,8 @@
 
 A connectivity file is a JSON array with one entry per panorama: `image_id`, `pose` (16 floats,
 4x4 row-major camera-to-world, z up; the position is elements 3, 7, 11), `included`, `visible`
-and `unobstructed` (bool per entry; `unobstructed` are the navigable edges) and `height`.
-Excluded entries are dropped. Edge weight is the 3-D Euclidean distance between camera positions.
+and `unobstructed` (bool per entry; `unobstructed` are the navigable edges, `visible` the panoramas in
+line of sight, optional and then taken to be the navigable ones) and `height`. Excluded entries are dropped. Edge weight is the 3-D Euclidean distance between camera positions.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class ScanGraph:
     """The full navigation graph of one house: positions, edges, shortest distances and paths."""
 
     def __init__(self, scan: str, viewpoints: list[str], positions: np.ndarray, edges: list[tuple[int, int]],
-                 heights: np.ndarray | None = None, source: str = "<memory>"):
+                 heights: np.ndarray | None = None, source: str = "<memory>",
+                 visible: list[tuple[int, int]] | None = None):
         self.scan = scan
         self.viewpoints = list(viewpoints)
         self.index = {vp: i for i, vp in enumerate(self.viewpoints)}
@@ -37,6 +38,13 @@ class ScanGraph:
         for a, b in sorted({(min(a, b), max(a, b)) for a, b in edges if a != b}):
             self._neighbors[a].append(b)
             self._neighbors[b].append(a)
+        # Line of sight (a sees b), directed as in the files; without it, the navigable edges.
+        self._visible: list[list[int]] | None = None
+        if visible is not None:
+            self._visible = [[] for _ in self.viewpoints]
+            for a, b in sorted(set(visible)):
+                if a != b:
+                    self._visible[a].append(b)
 
     # -- structure -------------------------------------------------------------------------
     def __contains__(self, viewpoint: str) -> bool:
@@ -55,6 +63,12 @@ class ScanGraph:
     def neighbors(self, viewpoint: str) -> list[str]:
         """Navigable neighbours (unobstructed edges) of a viewpoint."""
         return [self.viewpoints[j] for j in self._neighbors[self.require(viewpoint)]]
+
+    def visible(self, viewpoint: str) -> list[str]:
+        """Included viewpoints in line of sight of `viewpoint` (the file's `visible`; else its neighbours)."""
+        i = self.require(viewpoint)
+        rows = self._neighbors[i] if self._visible is None else self._visible[i]
+        return [self.viewpoints[j] for j in rows]
 
     def position(self, viewpoint: str) -> np.ndarray:
         """Camera position (x, y, z) in metres."""
@@ -124,7 +138,7 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
     if not isinstance(data, list):
         raise DataError(path, "expected a JSON array of panoramas")
     n = len(data)
-    ids, included, positions, heights, unobstructed = [], [], [], [], []
+    ids, included, positions, heights, unobstructed, visible = [], [], [], [], [], []
     for i, entry in enumerate(data):
         image_id = _field(entry, "image_id", path, i)
         if not isinstance(image_id, str) or not image_id:
@@ -139,6 +153,9 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
         unob = _field(entry, "unobstructed", path, i)
         if not isinstance(unob, list) or len(unob) != n or not all(isinstance(v, bool) for v in unob):
             raise DataError(path, f"expected {n} booleans (one per entry)", record=i, field="unobstructed")
+        vis = entry.get("visible")
+        if vis is not None and (not isinstance(vis, list) or len(vis) != n or not all(isinstance(v, bool) for v in vis)):
+            raise DataError(path, f"expected {n} booleans (one per entry)", record=i, field="visible")
         height = entry.get("height", 0.0)
         if isinstance(height, bool) or not isinstance(height, (int, float)):
             raise DataError(path, f"expected a number, got {height!r}", record=i, field="height")
@@ -147,6 +164,7 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
         positions.append((pose[3], pose[7], pose[11]))
         heights.append(float(height))
         unobstructed.append(unob)
+        visible.append(vis)
     for i, pos in enumerate(positions):
         if not all(np.isfinite(pos)):
             raise DataError(path, "pose holds a non-finite number", record=i, field="pose")
@@ -160,8 +178,12 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
         seen[ids[i]] = i
     edges = [(new_index[i], new_index[j]) for i in keep for j in range(n)
              if unobstructed[i][j] and j in new_index and j != i]
+    seen_by = None
+    if keep and all(visible[i] is not None for i in keep):
+        seen_by = [(new_index[i], new_index[j]) for i in keep for j in range(n)
+                   if visible[i][j] and j in new_index and j != i]
     return ScanGraph(scan, [ids[i] for i in keep], np.asarray([positions[i] for i in keep]).reshape(-1, 3),
-                     edges, np.asarray([heights[i] for i in keep]), source=str(path))
+                     edges, np.asarray([heights[i] for i in keep]), source=str(path), visible=seen_by)
 
 
 def load_scan(connectivity_dir: str | Path, scan: str) -> ScanGraph:

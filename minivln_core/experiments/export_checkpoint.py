@@ -111,8 +111,10 @@ def describe_world(world: Path, features: str) -> dict[str, Any]:
         hold = info.get("holdout", {})
         out.update(real_world={k: info.get(k) for k in ("houses", "counts")}, held_out=hold.get("scans"),
                    sources=sorted(Path(p).name for p in (info.get("sources") or {}).values()))
+        far = (info.get("features") or {}).get("far_field_m") or 0.0
+        far_flag = f" --far-field {far:g}" if far else ""
         out["rebuild"] = [f"minivln real-world --data DATA --out DIR --holdout {hold.get('count')} "
-                          f"--seed {hold.get('seed')}   # DATA: the Matterport3D / R2R / REVERIE files "
+                          f"--seed {hold.get('seed')}{far_flag}   # DATA: the Matterport3D / R2R / REVERIE files "
                           "(docs/data.md)"]
         return out
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):

@@ -102,7 +102,7 @@ def _items(path: Path) -> list[dict]:
 
 
 def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: int = 0,
-                     features: bool = True) -> dict[str, Any]:
+                     features: bool = True, far_field: float = 0.0) -> dict[str, Any]:
     """Arrange `data` as the world folder `out` (see the module docstring); returns world.json's content."""
     src = find_sources(Path(data))
     out = Path(out)
@@ -149,7 +149,8 @@ def build_real_world(data: str | Path, out: str | Path, holdout: int = 8, seed: 
         # scored on the official val_unseen / test houses by whoever holds those annotations.
         featured = sorted(used | (set(scans) & set(index.scans())))
         stats = build_semantic_store(index, out / "connectivity", out / "features" / "views.h5",
-                                     scans=featured, embedder=embedder)
+                                     scans=featured, embedder=embedder, far_field=far_field)
+        stats["far_field_m"] = far_field
         if "reverie" in counts:
             stats["objects"] = build_semantic_objects(index, out / "connectivity", out / "features" / "objects.h5",
                                                       scans=featured, embedder=embedder)

@@ -19,6 +19,16 @@ feature file (same HDF5 layout as DUET's ViT features, `data.features`):
 
 Every included viewpoint of every scan gets an entry, annotated or not.
 
+Far field (`far_field` metres > 0): REVERIE boxes only cover objects close to a viewpoint (71% of
+the real views are empty, and 72% of the views that face a navigable neighbour), while a camera
+looking down a corridor sees what lies further on. With a far field the view vector becomes
+[near (D), far (D)] (2D wide): `far` is the same bag-of-names vector over the objects annotated at
+the other viewpoints in line of sight (the connectivity file's `visible`) within `far_field` metres
+whose direction falls in this view (the view centre angularly closest to it); views with none get a
+second fixed vector (`FAR_NOTHING_SEED`). On the real houses this gives 81% of the neighbour-facing
+views an object signal. It approximates far-away perception by the objects near the far viewpoint:
+their direction is that viewpoint's, not their own (no 3-D object positions exist here).
+
 What this benchmark measures: whether an agent grounds object *names* in the instruction
 ("the sink in the bathroom") to directions and graph nodes, i.e. language + topological-map
 reasoning with perfect, symbolic object detection. What it cannot measure: visual appearance
@@ -39,8 +49,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from minivln_core.data.bboxes import ObjectAnnotation, ObjectIndex
-from minivln_core.data.connectivity import load_scan
+from minivln_core.data.connectivity import ScanGraph, load_scan
 from minivln_core.data.features import NUM_VIEWS, feature_key, write_view_features
+from minivln_core.frames import heading_elevation, view_offsets
 from minivln_core.data.tokenizer import tokenizer_dir
 from minivln_core.errors import DataError
 from minivln_core.io_utils import atomic_write_json
@@ -53,6 +64,7 @@ log = logging.getLogger("minivln.perception")
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 EMBED_DIM = 384
 NOTHING_SEED = 36
+FAR_NOTHING_SEED = 37
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length; object names are a few tokens
 
 
@@ -133,6 +145,14 @@ def _visible_names(objects: Mapping[str, ObjectAnnotation]) -> list[tuple[int, s
     return out
 
 
+def _bag(names: set[str], vocab: Mapping[str, int], table: np.ndarray, nothing: np.ndarray) -> np.ndarray:
+    """L2-normalised mean (D,) of the embeddings of distinct `names`, or `nothing` when empty."""
+    if not names:
+        return nothing
+    mean = table[sorted(vocab[n] for n in names)].mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
 def viewpoint_features(objects: Mapping[str, ObjectAnnotation], vocab: Mapping[str, int],
                        table: np.ndarray, nothing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """View vectors (36, D) and class targets (36,) of one viewpoint; `table` (V, D) holds vocab embeddings."""
@@ -146,12 +166,28 @@ def viewpoint_features(objects: Mapping[str, ObjectAnnotation], vocab: Mapping[s
     for ix in range(NUM_VIEWS):
         if not counts[ix]:
             continue
-        rows = sorted(vocab[name] for name in counts[ix])
-        mean = table[rows].mean(axis=0)                                        # (D,)
-        feats[ix] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        feats[ix] = _bag(set(counts[ix]), vocab, table, nothing)              # (D,)
         top = min(counts[ix], key=lambda n: (-counts[ix][n], -areas[ix][n], n))
         targets[ix] = vocab[top]
     return feats, targets
+
+
+def far_view_names(graph: ScanGraph, viewpoint: str, names_at: Mapping[str, set[str]],
+                   radius: float) -> list[set[str]]:
+    """Per view (36), the names annotated at the viewpoints in line of sight of `viewpoint` within
+    `radius` metres whose direction is closest to that view's centre."""
+    out: list[set[str]] = [set() for _ in range(NUM_VIEWS)]
+    others = [q for q in graph.visible(viewpoint) if names_at.get(q)]
+    if not others:
+        return out
+    vectors = np.stack([graph.position(q) for q in others]) - graph.position(viewpoint)   # (K, 3)
+    dist = np.linalg.norm(vectors, axis=1)                                                  # (K,)
+    heading, elevation = heading_elevation(vectors)                                         # (K,), (K,)
+    views = np.argmin(view_offsets(heading, elevation)[2], axis=1)                          # (K,)
+    for q, d, v in zip(others, dist, views):
+        if 0.0 < d <= radius:
+            out[int(v)] |= names_at[q]
+    return out
 
 
 def classes_path(out_path: str | Path) -> Path:
@@ -162,10 +198,13 @@ def classes_path(out_path: str | Path) -> Path:
 
 def build_semantic_store(bboxes_path: str | Path | ObjectIndex, connectivity_dir: str | Path, out_path: str | Path,
                          scans: Sequence[str] | None = None, embedder: NameEmbedder | None = None,
-                         compression: str | None = None) -> dict[str, int]:
-    """Write (36, 384 + 1) semantic view features for every included viewpoint of `scans`; returns counts.
+                         compression: str | None = None, far_field: float = 0.0) -> dict[str, int]:
+    """Write (36, 384 + 1) semantic view features - (36, 2 * 384 + 1) with a far field of `far_field`
+    metres (module docstring) - for every included viewpoint of `scans`; returns counts.
 
     `bboxes_path` is BBoxes.json, a BBox/ folder, or an ObjectIndex already read from one."""
+    if not far_field >= 0.0:
+        raise ValueError(f"far_field must be a distance >= 0 in metres, got {far_field}")
     index = bboxes_path if isinstance(bboxes_path, ObjectIndex) else ObjectIndex.load(bboxes_path)
     bboxes_path = index.source
     scan_list = sorted(set(scans)) if scans is not None else index.scans()
@@ -178,24 +217,31 @@ def build_semantic_store(bboxes_path: str | Path | ObjectIndex, connectivity_dir
     embedder = embedder or NameEmbedder()
     table = embedder.embed(names) if names else np.zeros((0, EMBED_DIM), np.float32)  # (V, D)
     dim = table.shape[1] if names else embedder.dim
-    nothing = nothing_vector(dim)
+    nothing, far_nothing = nothing_vector(dim), nothing_vector(dim, FAR_NOTHING_SEED)
     mapping: dict[str, np.ndarray] = {}
     stats = Counter(scans=len(graphs), names=len(names))
     for scan, graph in graphs.items():
         annotated = set(index.viewpoints(scan))
         stats["annotation_viewpoints_not_included"] += len(annotated - set(graph.viewpoints))
+        names_at = {vp: {name for _, name, _ in _visible_names(index.objects_at(scan, vp))} for vp in graph.viewpoints}
         for vp in graph.viewpoints:
             feats, targets = viewpoint_features(index.objects_at(scan, vp), vocab, table, nothing)
-            mapping[feature_key(scan, vp)] = np.concatenate([feats, targets[:, None]], axis=1)  # (36, D + 1)
+            if far_field > 0.0:
+                far = far_view_names(graph, vp, names_at, far_field)
+                feats = np.concatenate([feats, np.stack([_bag(f, vocab, table, far_nothing) for f in far])], axis=1)
+                stats["views_with_far_objects"] += sum(bool(f) for f in far)
+            mapping[feature_key(scan, vp)] = np.concatenate([feats, targets[:, None]], axis=1)  # (36, D' + 1)
             stats["viewpoints"] += 1
             stats["views_with_objects"] += int((targets >= 0).sum())
+    dim = dim * 2 if far_field > 0.0 else dim
     if stats["annotation_viewpoints_not_included"]:
         log.info("%d annotated viewpoints are not included in the connectivity graphs: ignored",
                  stats["annotation_viewpoints_not_included"])
     classes = classes_path(out_path)
     attrs = {"feature_dim": dim, "encoder": ENCODER, "kind": "semantic",
-             "view_vector": "L2-normalised mean of the MiniLM embeddings of the distinct visible object names",
-             "nothing_seed": NOTHING_SEED, "target_column": dim, "num_classes": len(names),
+             "view_vector": "L2-normalised mean of the MiniLM embeddings of the distinct visible object names"
+                            + (", then the same over the far field" if far_field > 0.0 else ""),
+             "far_field_m": float(far_field), "nothing_seed": NOTHING_SEED, "target_column": dim, "num_classes": len(names),
              "classes_file": classes.name}
     atomic_write_json(classes, {"classes": names, "encoder": ENCODER})
     write_view_features(out_path, mapping, attrs=attrs, compression=compression)
