@@ -25,7 +25,7 @@ looking down a corridor sees what lies further on. With a far field the view vec
 [near (D), far (D)] (2D wide): `far` is the same bag-of-names vector over the objects annotated at
 the other viewpoints in line of sight (the connectivity file's `visible`) within `far_field` metres
 whose direction falls in this view (the view centre angularly closest to it); views with none get a
-second fixed vector (`FAR_NOTHING_SEED`). On the real houses this gives 81% of the neighbour-facing
+second fixed vector (`FAR_NOTHING_SEED`). On the real houses this gives about 80% of the neighbour-facing
 views an object signal. It approximates far-away perception by the objects near the far viewpoint:
 their direction is that viewpoint's, not their own (no 3-D object positions exist here).
 
