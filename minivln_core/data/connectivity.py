@@ -2,8 +2,9 @@
 
 A connectivity file is a JSON array with one entry per panorama: `image_id`, `pose` (16 floats,
 4x4 row-major camera-to-world, z up; the position is elements 3, 7, 11), `included`, `visible`
-and `unobstructed` (bool per entry; `unobstructed` are the navigable edges, `visible` the panoramas in
-line of sight, optional and then taken to be the navigable ones) and `height`. Excluded entries are dropped. Edge weight is the 3-D Euclidean distance between camera positions.
+and `unobstructed` (bool per entry; `unobstructed` are the navigable edges, `visible` the panoramas
+in line of sight, optional and then taken to be the navigable ones) and `height`. Excluded entries
+are dropped. Edge weight is the 3-D Euclidean distance between camera positions.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def parse_connectivity(scan: str, data: object, path: str | Path = "<memory>") -
         if not isinstance(unob, list) or len(unob) != n or not all(isinstance(v, bool) for v in unob):
             raise DataError(path, f"expected {n} booleans (one per entry)", record=i, field="unobstructed")
         vis = entry.get("visible")
-        if vis is not None and (not isinstance(vis, list) or len(vis) != n or not all(isinstance(v, bool) for v in vis)):
+        if vis is not None and (not isinstance(vis, list) or len(vis) != n
+                                or not all(isinstance(v, bool) for v in vis)):
             raise DataError(path, f"expected {n} booleans (one per entry)", record=i, field="visible")
         height = entry.get("height", 0.0)
         if isinstance(height, bool) or not isinstance(height, (int, float)):
