@@ -75,19 +75,21 @@ class Recorder:
 def test_terms_vanish_for_an_identical_teacher_and_not_for_another(world):
     student = _policy()
     same = _policy()                                                  # same seed: the same weights
+    totals, norms = [], []
     for distiller in (_distiller(same, identity=True), _distiller(_policy(seed=5), identity=True)):
         recorder = Recorder(distiller)
         task = _task(world, student, recorder)
         task.train()
         task(0)
-        total = {t: sum(s[f"kd_{t}"] for s in recorder.stats) for t in TERMS}
+        totals.append({t: sum(s[f"kd_{t}"] for s in recorder.stats) for t in TERMS})
         grads = torch.autograd.grad(sum(recorder.parts), [p for p in student.parameters()], allow_unused=True)
-        grad_norm = sum(float(g.norm()) for g in grads if g is not None)
-        if distiller.teacher.policy is same:
-            assert total["txt"] < 1e-10 and total["pano"] < 1e-10
-            assert grad_norm < 1e-5                                   # CE(p, q) is at its minimum H(p) when q = p
-        else:
-            assert total["txt"] > 1e-3 and total["pano"] > 1e-3 and grad_norm > 1e-3
+        norms.append(sum(float(g.norm()) for g in grads if g is not None))
+    (same_total, other_total), (same_norm, other_norm) = totals, norms
+    assert same_total["txt"] < 1e-10 and same_total["pano"] < 1e-10
+    assert other_total["txt"] > 1e-3 and other_total["pano"] > 1e-3 and other_norm > 1e-3
+    # CE(p, q) is at its minimum H(p) when q = p: the gradient is float32 rounding (the teacher's separate
+    # no-grad forward rounds differently with the CPU's kernels: 1.5e-5 without AVX-512), ~1e-7 of another's.
+    assert same_norm < 1e-5 * max(1.0, other_norm), (same_norm, other_norm)
 
 
 def test_the_teacher_follows_the_students_sampled_rollout(world):
