@@ -223,8 +223,8 @@ def build_semantic_store(bboxes_path: str | Path | ObjectIndex, connectivity_dir
     for scan, graph in graphs.items():
         annotated = set(index.viewpoints(scan))
         stats["annotation_viewpoints_not_included"] += len(annotated - set(graph.viewpoints))
-        names_at = {vp: {name for _, name, _ in _visible_names(index.objects_at(scan, vp))}
-                    for vp in graph.viewpoints}
+        names_at = ({vp: {name for _, name, _ in _visible_names(index.objects_at(scan, vp))}
+                     for vp in graph.viewpoints} if far_field > 0.0 else {})  # only the far field reads it
         for vp in graph.viewpoints:
             feats, targets = viewpoint_features(index.objects_at(scan, vp), vocab, table, nothing)
             if far_field > 0.0:
