@@ -25,8 +25,8 @@ looking down a corridor sees what lies further on. With a far field the view vec
 [near (D), far (D)] (2D wide): `far` is the same bag-of-names vector over the objects annotated at
 the other viewpoints in line of sight (the connectivity file's `visible`) within `far_field` metres
 whose direction falls in this view (the view centre angularly closest to it); views with none get a
-second fixed vector (`FAR_NOTHING_SEED`). On the real houses this gives about 80% of the neighbour-facing
-views an object signal. It approximates far-away perception by the objects near the far viewpoint:
+second fixed vector (`FAR_NOTHING_SEED`). On the real houses this gives about 80% of the
+neighbour-facing views an object signal. It approximates far-away perception by the objects near the far viewpoint:
 their direction is that viewpoint's, not their own (no 3-D object positions exist here).
 
 What this benchmark measures: whether an agent grounds object *names* in the instruction
@@ -51,9 +51,9 @@ import numpy as np
 from minivln_core.data.bboxes import ObjectAnnotation, ObjectIndex
 from minivln_core.data.connectivity import ScanGraph, load_scan
 from minivln_core.data.features import NUM_VIEWS, feature_key, write_view_features
-from minivln_core.frames import heading_elevation, view_offsets
 from minivln_core.data.tokenizer import tokenizer_dir
 from minivln_core.errors import DataError
+from minivln_core.frames import heading_elevation, view_offsets
 from minivln_core.io_utils import atomic_write_json
 
 if TYPE_CHECKING:
