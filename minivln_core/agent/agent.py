@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Literal, Sequence
 
 import torch
 
+from minivln_core.agent.grounding import InstructionGrounding
 from minivln_core.agent.inputs import navigation_batch, object_token_start, panorama_batch, panorama_tokens
 from minivln_core.data.tokenizer import PAD_ID
+from minivln_core.errors import ConfigError
 from minivln_core.graph.graph_map import GraphMap
+from minivln_core.models.config import ModelConfig
 from minivln_core.models.policy import DuetPolicy, NavigationOutputs
 
 Feedback = Literal["argmax", "sample", "teacher"]
@@ -60,6 +64,23 @@ class StepResult:
     obj_start: int = 0                          # local index of every item's first object token
 
 
+@lru_cache(maxsize=None)
+def _grounding(feature_size: int) -> InstructionGrounding:
+    """One builder per feature width and process: teacher and student share its word embeddings."""
+    return InstructionGrounding(feature_size)
+
+
+def policy_grounding(config: ModelConfig) -> InstructionGrounding | None:
+    """The grounding-column builder a policy with `ground_feat_size` > 0 takes (None otherwise)."""
+    if not config.ground_feat_size:
+        return None
+    grounding = _grounding(config.image_feat_size)
+    if grounding.size != config.ground_feat_size:
+        raise ConfigError(f"ground_feat_size is {config.ground_feat_size}, but {config.image_feat_size}-wide view "
+                          f"features give {grounding.size} grounding columns")
+    return grounding
+
+
 class NavigationAgent:
     """Runs a DuetPolicy over episodes: language once, then panorama + navigation per decision."""
 
@@ -68,6 +89,7 @@ class NavigationAgent:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self.model = model
         self.max_steps = max_steps
+        self.grounding = policy_grounding(model.config)
 
     @property
     def device(self) -> torch.device:
@@ -113,8 +135,8 @@ class NavigationAgent:
                 st.graph_map, st.start = GraphMap(), obs.viewpoint
             st.graph_map.update(obs.viewpoint, obs.position,
                                 {c.viewpoint: c.position for c in obs.candidates}, st.step)
-        tokens = [panorama_tokens(obs) for obs in observations]
-        pano, pano_masks = model.encode_panorama(**panorama_batch(tokens, self.device))  # (B, V', D)
+        tokens = [panorama_tokens(obs, self.grounding) for obs in observations]
+        pano, pano_masks = model.encode_panorama(**panorama_batch(tokens, self.device, self.grounding is not None))
         for i, (st, tok) in enumerate(zip(states, tokens)):
             valid = pano[i][pano_masks[i]]                                                 # (V'_i, D)
             st.graph_map.set_visited_embedding(observations[i].viewpoint, valid.mean(0))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from minivln_core.agent.grounding import InstructionGrounding
 from minivln_core.frames import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS, angle_features
 from minivln_core.graph.graph_map import GraphMap
 from minivln_core.models.policy import NavigationInputs
@@ -31,10 +32,15 @@ class PanoramaTokens:
     obj_fts: np.ndarray | None = None   # (O, Fo)
     obj_loc_fts: np.ndarray | None = None  # (O, 7)
     obj_ids: list[str] | None = None
+    ground_fts: np.ndarray | None = None      # (V, G) instruction-grounding columns (agent.grounding)
+    obj_ground_fts: np.ndarray | None = None  # (O, G)
 
 
-def panorama_tokens(obs) -> PanoramaTokens:
-    """Tokens of the current node of one observation (see the module docstring for the order)."""
+def panorama_tokens(obs, grounding: InstructionGrounding | None = None,
+                    instruction: str | None = None) -> PanoramaTokens:
+    """Tokens of the current node of one observation (see the module docstring for the order);
+    `grounding` adds each token's match with the episode's instruction (or `instruction`, the text
+    the policy is given when that differs, e.g. with masked words)."""
     feats = np.asarray(obs.view_features, dtype=np.float32)  # (36, F)
     cands = list(obs.candidates)
     k = len(cands)
@@ -62,7 +68,19 @@ def panorama_tokens(obs) -> PanoramaTokens:
         tokens.obj_fts = np.asarray(objects.features, dtype=np.float32)
         tokens.obj_loc_fts = np.concatenate([ang, box], 1).astype(np.float32)
         tokens.obj_ids = [str(o) for o in objects.obj_ids]
+    if grounding is not None:
+        instruction = obs.episode.instruction if instruction is None else instruction
+        tokens.ground_fts = grounding.columns(instruction, tokens.img_fts)
+        if tokens.obj_fts is not None:
+            tokens.obj_ground_fts = grounding.columns(instruction, tokens.obj_fts)
     return tokens
+
+
+def _with_ground(fts: np.ndarray, ground: np.ndarray | None, what: str) -> np.ndarray:
+    """(T, F) features and (T, G) grounding columns -> (T, F + G)."""
+    if ground is None:
+        raise ValueError(f"the model takes grounding columns but these {what} tokens were built without them")
+    return np.concatenate([fts, ground], 1)
 
 
 def _pad(arrays: list[np.ndarray], length: int | None = None, value: float = 0) -> np.ndarray:
@@ -104,19 +122,24 @@ def layout_panorama(rows: list[torch.Tensor], tokens: list[PanoramaTokens]) -> t
     return out, masks
 
 
-def panorama_batch(tokens: list[PanoramaTokens], device: torch.device) -> dict[str, torch.Tensor | None]:
-    """Pad a list of PanoramaTokens into the keyword arguments of `DuetPolicy.encode_panorama`."""
+def panorama_batch(tokens: list[PanoramaTokens], device: torch.device,
+                   ground: bool = False) -> dict[str, torch.Tensor | None]:
+    """Pad a list of PanoramaTokens into the keyword arguments of `DuetPolicy.encode_panorama`;
+    `ground`: append the tokens' grounding columns (a model with `ground_feat_size` > 0)."""
     v_len = [len(t.nav_types) for t in tokens]
+    views = [_with_ground(t.img_fts, t.ground_fts, "view") if ground else t.img_fts for t in tokens]
     batch = {
-        "view_img_fts": torch.from_numpy(_pad([t.img_fts for t in tokens])).to(device),
+        "view_img_fts": torch.from_numpy(_pad(views)).to(device),
         "view_loc_fts": torch.from_numpy(_pad([t.loc_fts for t in tokens])).to(device),
         "view_nav_types": torch.from_numpy(_pad([t.nav_types for t in tokens])).to(device),
         "view_masks": _lengths_mask(v_len, max(v_len)).to(device),
         "obj_img_fts": None, "obj_loc_fts": None, "obj_masks": None,
     }
     if any(t.obj_fts is not None for t in tokens):
-        dim = next(t.obj_fts.shape[1] for t in tokens if t.obj_fts is not None)
-        fts = [t.obj_fts if t.obj_fts is not None else np.zeros((0, dim), np.float32) for t in tokens]
+        fts = [t.obj_fts if not ground or t.obj_fts is None else _with_ground(t.obj_fts, t.obj_ground_fts, "object")
+               for t in tokens]
+        dim = next(f.shape[1] for f in fts if f is not None)
+        fts = [f if f is not None else np.zeros((0, dim), np.float32) for f in fts]
         locs = [t.obj_loc_fts if t.obj_loc_fts is not None else np.zeros((0, 7), np.float32) for t in tokens]
         o_len = [len(f) for f in fts]
         batch["obj_img_fts"] = torch.from_numpy(_pad(fts)).to(device)

@@ -175,6 +175,9 @@ class OnlineNavigator:
         self.state: EpisodeState | None = None
         self._elevation = 0.0
         feat = agent.model.config.image_feat_size
+        if agent.model.config.ground_feat_size:
+            raise ConfigError("the checkpoint takes instruction-grounding columns, which need object-name view "
+                              "features (the real-house benchmark); a camera's image features cannot give them")
         if extractor.dim != feat:
             raise ConfigError(f"the extractor gives {extractor.dim}-d features but the checkpoint expects "
                               f"image_feat_size={feat}: use the extractor the training features were built with")

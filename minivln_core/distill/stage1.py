@@ -89,6 +89,10 @@ class TraceRecorder:
     def parameters(self):
         return self.policy.parameters()
 
+    @property
+    def config(self):
+        return self.policy.config
+
     def encode_language(self, txt_ids: torch.Tensor, txt_masks: torch.Tensor) -> torch.Tensor:
         trace = Trace()
         out = self.policy.encode_language(txt_ids, txt_masks, trace)                  # (B, L, D)

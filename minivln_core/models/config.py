@@ -13,6 +13,18 @@ from minivln_core.errors import ConfigError
 LOC_FEAT_SIZE = 7
 # Position feature of a map node relative to the agent: 4 angle values + euclid/30, graph/30, hops/10.
 POS_FEAT_SIZE = 7
+# Instruction-grounding columns (agent/grounding.py): per 384-wide MiniLM name chunk of a token's
+# features, its best word similarity over the instruction and over each third of it.
+GROUND_CHUNK = 384
+GROUND_COLUMNS_PER_CHUNK = 4
+
+
+def ground_columns(feature_size: int) -> int:
+    """Grounding columns G for view features `feature_size` wide (4 per 384-wide name chunk)."""
+    if feature_size <= 0 or feature_size % GROUND_CHUNK:
+        raise ConfigError(f"grounding needs MiniLM object-name features ({GROUND_CHUNK} columns per chunk); "
+                          f"these view features have {feature_size} columns")
+    return GROUND_COLUMNS_PER_CHUNK * (feature_size // GROUND_CHUNK)
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,9 @@ class ModelConfig(Validated):
     pano_layer_norm_eps: float = 1e-5      # the panorama encoder's own LayerNorms
     image_feat_size: int = 768             # view feature size (768 ViT-B/16, 512 CLIP-B/16, ...)
     obj_feat_size: int = 0                 # 0 = no objects (R2R); > 0 adds the object-grounding head
+    # G instruction-grounding columns after the features of every panorama token (agent/grounding.py:
+    # name-to-word similarities of MiniLM name features); 0 = none.
+    ground_feat_size: int = 0
     max_action_steps: int = 100            # rows of the step-id embedding table
     graph_sprels: bool = True              # learned shortest-distance bias in the global branch
     fusion: Literal["dynamic", "average", "global", "local"] = "dynamic"
@@ -50,7 +65,7 @@ class ModelConfig(Validated):
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
-        for key in ["num_l_layers", "num_pano_layers", "num_x_layers", "obj_feat_size"]:
+        for key in ["num_l_layers", "num_pano_layers", "num_x_layers", "obj_feat_size", "ground_feat_size"]:
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}' must be >= 0, got {getattr(self, key)}")
         if self.hidden_size % self.num_attention_heads:

@@ -91,6 +91,8 @@ class ImageEmbeddings(nn.Module):
         if self.separate_obj:
             self.obj_linear = nn.Linear(config.obj_feat_size, d)
             self.obj_layer_norm = nn.LayerNorm(d, eps=eps)
+        # The grounding columns get their own projection so a few numbers are not lost among F features.
+        self.ground_linear = nn.Linear(config.ground_feat_size, d) if config.ground_feat_size else None
         self.nav_type_embedding = nn.Embedding(3, d)  # 0 view, 1 navigable view, 2 object
         self.layer_norm = nn.LayerNorm(d, eps=eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -98,11 +100,21 @@ class ImageEmbeddings(nn.Module):
         self.final_norm = (nn.LayerNorm(d, eps=config.pano_layer_norm_eps) if config.num_pano_layers > 0
                            else nn.Identity())
 
-    def embed_objects(self, obj_fts: torch.Tensor) -> torch.Tensor:
-        """(B, O, Fo) -> (B, O, D)."""
+    def _grounded(self, projected: torch.Tensor, ground: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, D) projected features + the projected (B, T, G) grounding columns, if the model has them."""
+        if self.ground_linear is None:
+            return projected
+        return projected + self.ground_linear(ground)
+
+    def embed_views(self, view_fts: torch.Tensor, ground: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, V, F) (+ (B, V, G) grounding) -> (B, V, D)."""
+        return self.img_layer_norm(self._grounded(self.img_linear(view_fts), ground))
+
+    def embed_objects(self, obj_fts: torch.Tensor, ground: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, O, Fo) (+ (B, O, G) grounding) -> (B, O, D)."""
         if self.separate_obj:
-            return self.obj_layer_norm(self.obj_linear(obj_fts))
-        return self.img_layer_norm(self.img_linear(obj_fts))
+            return self.obj_layer_norm(self._grounded(self.obj_linear(obj_fts), ground))
+        return self.embed_views(obj_fts, ground)
 
     def forward(self, img_embeds, loc_fts, nav_types, masks, type_embedding: nn.Embedding,
                 trace: Trace | None = None) -> torch.Tensor:

@@ -92,10 +92,11 @@ def _examples(policy: DuetPolicy) -> tuple[dict[str, torch.Tensor], dict[str, to
     b, length, n, p, o = 2, 5, 4, 6, 2
     d, h = c.hidden_size, c.num_attention_heads
     ones = lambda *shape: torch.ones(*shape, dtype=torch.bool)  # noqa: E731
-    pano = {"view_img_fts": torch.zeros(b, p, c.image_feat_size), "view_loc_fts": torch.zeros(b, p, 7),
+    g = c.ground_feat_size  # grounding columns follow every token's features
+    pano = {"view_img_fts": torch.zeros(b, p, c.image_feat_size + g), "view_loc_fts": torch.zeros(b, p, 7),
             "view_nav_types": torch.zeros(b, p, dtype=torch.long), "view_masks": ones(b, p)}
     if c.has_objects:
-        pano.update(obj_img_fts=torch.zeros(b, o, c.obj_feat_size), obj_loc_fts=torch.zeros(b, o, 7),
+        pano.update(obj_img_fts=torch.zeros(b, o, c.obj_feat_size + g), obj_loc_fts=torch.zeros(b, o, 7),
                     obj_masks=ones(b, o))
     v = 1 + p + (o if c.has_objects else 0)
     nav = {"txt_masks": ones(b, length), "gmap_img_embeds": torch.zeros(b, n, d),

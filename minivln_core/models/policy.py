@@ -138,19 +138,34 @@ class DuetPolicy(nn.Module):
                         obj_img_fts: torch.Tensor | None = None, obj_loc_fts: torch.Tensor | None = None,
                         obj_masks: torch.Tensor | None = None,
                         trace: Trace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views (B, V, F) (+ objects (B, O, Fo)) -> panorama tokens (B, V+O, D) and masks (B, V+O)."""
+        """Views (B, V, F) (+ objects (B, O, Fo)) -> panorama tokens (B, V+O, D) and masks (B, V+O).
+
+        With `ground_feat_size` G > 0 every token carries its G grounding columns after its features:
+        views (B, V, F + G), objects (B, O, Fo + G)."""
         img = self.img_embeddings
-        embeds = img.img_layer_norm(img.img_linear(self.feat_dropout(view_img_fts)))
+        view_fts, view_ground = self._split_ground(view_img_fts, self.config.image_feat_size, "view")
+        embeds = img.embed_views(self.feat_dropout(view_fts), view_ground)
         loc, types, masks = view_loc_fts, view_nav_types, view_masks
         if obj_img_fts is not None and obj_img_fts.shape[1] > 0:
             if self.og_head is None:
                 raise ValueError("this model has no object inputs (obj_feat_size is 0)")
-            embeds = torch.cat([embeds, img.embed_objects(self.feat_dropout(obj_img_fts))], 1)
+            obj_fts, obj_ground = self._split_ground(obj_img_fts, self.config.obj_feat_size, "object")
+            embeds = torch.cat([embeds, img.embed_objects(self.feat_dropout(obj_fts), obj_ground)], 1)
             loc = torch.cat([loc, obj_loc_fts], 1)
             types = torch.cat([types, torch.full_like(obj_masks, 2, dtype=types.dtype)], 1)
             masks = torch.cat([masks, obj_masks], 1)
         out = img(embeds, loc, types, masks, self.embeddings.token_type_embeddings, trace)
         return out, masks
+
+    def _split_ground(self, fts: torch.Tensor, size: int, what: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, size + G) -> features (B, T, size) and grounding columns (B, T, G) (None when G = 0)."""
+        ground = self.config.ground_feat_size
+        if fts.shape[-1] != size + ground:
+            raise ValueError(f"{what} tokens have {fts.shape[-1]} columns, the model expects {size} features"
+                             + (f" + {ground} grounding columns" if ground else ""))
+        if not ground:
+            return fts, None
+        return fts[..., :size], fts[..., size:]
 
     # -- mode: navigation --------------------------------------------------------------------
     def navigate(self, inputs: NavigationInputs, traces: bool = False) -> NavigationOutputs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from minivln_core.errors import ConfigError
-from minivln_core.models.config import ModelConfig
+from minivln_core.models.config import ModelConfig, ground_columns
 
 PRESETS: dict[str, ModelConfig] = {
     # DUET teacher: 180,489,221 parameters for R2R, 181,082,118 with the object head.
@@ -35,8 +35,9 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def preset(name: str, task: str = "r2r", **overrides) -> ModelConfig:
-    """The preset `name`; `task='reverie'` adds objects (object features as wide as view features)."""
+def preset(name: str, task: str = "r2r", grounding: bool = False, **overrides) -> ModelConfig:
+    """The preset `name`; `task='reverie'` adds objects (object features as wide as view features);
+    `grounding` adds the instruction-grounding columns of MiniLM name features (agent/grounding.py)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset '{name}' (choose from {', '.join(PRESETS)})")
     if task not in ("r2r", "reverie"):
@@ -44,4 +45,6 @@ def preset(name: str, task: str = "r2r", **overrides) -> ModelConfig:
     config = replace(PRESETS[name], **overrides)
     if task == "reverie" and "obj_feat_size" not in overrides:
         config = replace(config, obj_feat_size=config.image_feat_size)  # objects share the view encoder
+    if grounding:
+        config = replace(config, ground_feat_size=ground_columns(config.image_feat_size))
     return config

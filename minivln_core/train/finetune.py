@@ -25,6 +25,7 @@ from minivln_core.agent.rollout import apply_decisions
 from minivln_core.data.episodes import Episode
 from minivln_core.data.world import WorldPaths, load_episodes
 from minivln_core.env.expert import map_expert
+from minivln_core.errors import ConfigError
 from minivln_core.eval.evaluate import EvalSpec, build_env, evaluate_policy
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import save_pretrained
@@ -48,6 +49,7 @@ class FinetuneConfig(Validated):
     ablation: Literal["none", "blind", "no_language"] = "none"  # train and evaluate without vision / language
     task: Literal["r2r", "reverie"] = "r2r"
     preset: str = "duet-small"              # model size when no init checkpoint is given
+    grounding: bool = False                 # a fresh preset gets instruction-grounding columns (agent/grounding.py)
     init: str | None = None                 # policy checkpoint to start from (e.g. pretraining's policy/)
     batch_size: int = 8                     # global batch (split over torchrun processes)
     train_alg: Literal["dagger", "imitation"] = "dagger"  # imitation: teacher-forced rollout only, weight 1
@@ -166,8 +168,11 @@ def build_policy(cfg: FinetuneConfig, feature_dim: int) -> DuetPolicy:
     if cfg.init:
         base = load_policy(cfg.init)
         config = base.config
+        if cfg.grounding and not config.ground_feat_size:
+            raise ConfigError(f"config key 'grounding': the init checkpoint {cfg.init} has no grounding columns "
+                              "(it applies to a fresh preset, or to a checkpoint trained with it)")
     else:
-        base, config = None, preset(cfg.preset, cfg.task, image_feat_size=feature_dim)
+        base, config = None, preset(cfg.preset, cfg.task, cfg.grounding, image_feat_size=feature_dim)
     changes = {k: getattr(cfg, k) for k in ("hidden_dropout_prob", "attention_probs_dropout_prob", "feat_dropout")
                if getattr(cfg, k) is not None}
     config = replace(config, **changes)

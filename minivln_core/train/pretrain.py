@@ -66,6 +66,7 @@ class PretrainConfig(Validated):
     features: str = "views"                 # view features: <world>/features/<features>.h5
     task: Literal["r2r", "reverie"] = "r2r"
     preset: str = "duet-small"              # model size (image/object feature sizes come from the world)
+    grounding: bool = False                 # add instruction-grounding columns (MiniLM name features only)
     mix_ratio: MixRatio = field(default_factory=MixRatio)
     batch_size: int = 8                     # global batch (split over torchrun processes)
     max_traj_nodes: int = 20                # panoramas with gradient before the end node (DUET TRAIN_MAX_STEP)
@@ -172,7 +173,7 @@ def build_pretrain_model(cfg: PretrainConfig, env: NavEnv) -> DuetPretrainModel:
                         "no class-score columns after the features: MRC needs them (or set mix_ratio.mrc=0)")
     else:
         classes = 1
-    return DuetPretrainModel(preset(cfg.preset, cfg.task, **overrides), classes)
+    return DuetPretrainModel(preset(cfg.preset, cfg.task, cfg.grounding, **overrides), classes)
 
 
 def run_pretrain(cfg: PretrainConfig, run_dir: Path, meta: dict[str, Any] | None = None,

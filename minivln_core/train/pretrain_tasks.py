@@ -28,10 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from minivln_core.agent.agent import policy_grounding
 from minivln_core.agent.inputs import (NUM_VIEWS, PanoramaTokens, layout_panorama, navigation_batch,
                                        object_token_start, panorama_batch, panorama_tokens)
 from minivln_core.data.episodes import Episode
-from minivln_core.data.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from minivln_core.data.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, decode
 from minivln_core.env.nav_env import NavEnv, Observation
 from minivln_core.graph.graph_map import GraphMap
 from minivln_core.models.policy import DuetPolicy, NavigationInputs
@@ -150,7 +151,8 @@ def _encode_panoramas(policy: DuetPolicy, tokens: list[PanoramaTokens], device: 
     """Encode panoramas in one call; each item's valid tokens (views then objects), (V_i, D)."""
     if not tokens:
         return []
-    pano, masks = policy.encode_panorama(**panorama_batch(tokens, device))  # (P, V', D), (P, V')
+    ground = policy.config.ground_feat_size > 0
+    pano, masks = policy.encode_panorama(**panorama_batch(tokens, device, ground))  # (P, V', D), (P, V')
     # Packed per item (views then objects); `layout_panorama` restores the batched layout.
     return [pano[p][masks[p]] for p in range(len(tokens))]
 
@@ -185,7 +187,11 @@ def build_batch(policy: DuetPolicy, env: NavEnv, task: str, episodes: Sequence[E
     env.start(list(episodes))
     walks = [_walk(env, i, ep.path[: end + 1], views)
              for i, (ep, end, views) in enumerate(zip(episodes, ends, masked_views))]
-    tokens = [[panorama_tokens(obs) for obs in walk] for walk in walks]
+    grounding = policy_grounding(policy.config)
+    # Grounding sees the instruction the policy is given: MLM's masked words are not there to match.
+    texts = [decode(ids) if grounding is not None and task == "mlm" else ep.instruction
+             for ids, ep in zip(txt_ids, episodes)]
+    tokens = [[panorama_tokens(obs, grounding, text) for obs in walk] for walk, text in zip(walks, texts)]
 
     # Encode all panoramas: with gradient for the first max_traj_nodes nodes and the end node.
     keys = [(i, t) for i, walk in enumerate(walks) for t in range(len(walk))]
