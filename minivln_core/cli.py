@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "minivln_core.commands.info",
     "minivln_core.commands.eval_trajectories",
     "minivln_core.commands.evaluate",
+    "minivln_core.commands.grounding_signal",
     "minivln_core.commands.checkpoints",
     "minivln_core.commands.export_checkpoint",
     "minivln_core.commands.pretrain",

@@ -206,3 +206,51 @@ def test_mlm_grounding_does_not_see_the_masked_words(world):
         np.testing.assert_allclose(tok.ground_fts, grounding.columns(decode(shown), tok.img_fts), atol=1e-6)
         changed += int(not np.allclose(tok.ground_fts, grounding.columns(ep.instruction, tok.img_fts)))
     assert changed > 0                                 # some masked word would have matched a view
+
+
+class MarkedViews:
+    """A stand-in view store: every view of a goal viewpoint reads 1.0, any other 0.5."""
+
+    dim = 384
+
+    def __init__(self, goals: set[tuple[str, str]]):
+        self.goals = goals
+
+    def get(self, scan, vp):
+        return np.full((36, 384), 1.0 if (scan, vp) in self.goals else 0.5, np.float32)
+
+
+class GoalOracle:
+    """A stand-in grounding that scores marked goal views 1 and the rest 0 (or everything 0)."""
+
+    size = 4
+
+    def __init__(self, sees_goals: bool):
+        self.sees_goals = sees_goals
+
+    def columns(self, instruction, features):
+        hit = (features[:, :1] == 1.0) & self.sees_goals
+        return np.repeat(hit.astype(np.float32), 4, 1)
+
+
+def test_grounding_signal_separates_goals_only_when_the_scores_do(world, tmp_path, monkeypatch):
+    import minivln_core.eval.grounding_signal as signal
+    from minivln_core.data.world import WorldPaths, load_episodes
+
+    episodes = load_episodes(WorldPaths(world), "r2r", "val_unseen")
+    monkeypatch.setattr(signal, "ViewFeatureStore", lambda path: MarkedViews({(e.scan, e.goal) for e in episodes}))
+    perfect = signal.grounding_signal(world, grounding=GoalOracle(True), progress=False)
+    blank = signal.grounding_signal(world, grounding=GoalOracle(False), progress=False)
+    assert perfect["episodes"] == blank["episodes"] > 0
+    for name, col in perfect["columns"].items():
+        # a goal of one episode can be another's neighbour: nearly always, not always, ahead
+        assert col["pairs"] > 0 and col["auc_goal_vs_neighbour"] > 0.9 and col["goal_above_threshold"] == 1.0
+        assert blank["columns"][name]["auc_goal_vs_neighbour"] == 0.5               # all ties
+        assert blank["columns"][name]["goal_above_threshold"] == 0.0
+    monkeypatch.undo()
+    out = tmp_path / "signal.json"
+    assert main(["grounding-signal", "--world", str(world), "--task", "r2r", "--every", "2", "--quiet",
+                 "--out", str(out)]) == 0
+    real = json.loads(out.read_text())
+    assert real["task"] == "r2r" and real["every"] == 2 and 0.0 <= real["columns"]["last third"]["auc_goal_vs_neighbour"] <= 1.0
+    assert main(["grounding-signal", "--world", str(world), "--split", "nosuch", "--quiet"]) == 2
