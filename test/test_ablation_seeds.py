@@ -81,6 +81,19 @@ def test_runs_of_different_experiments_are_refused(tmp_path):
         load_reports([a, d])
 
 
+def test_a_key_added_since_an_older_report_compares_as_its_default(tmp_path):
+    """A report written before a config key existed ran with its default (finetune.grounding here)."""
+    old = _write(tmp_path / "old", _report(0, SR0))
+    same = _write(tmp_path / "same", _report(1, SR1, finetune={"grounding": False}))
+    assert [r["config"]["budget"]["seed"] for r in load_reports([old, same])] == [0, 1]
+    other = _write(tmp_path / "other", _report(1, SR1, finetune={"grounding": True}))
+    with pytest.raises(ConfigError, match=r"other/ablation.json: config key 'finetune' differs"):
+        load_reports([old, other])
+    bad = _write(tmp_path / "bad", _report(1, SR1, finetune={"no_such_key": 1}))
+    with pytest.raises(DataError, match="no_such_key"):
+        load_reports([old, bad])
+
+
 def test_missing_or_damaged_reports_name_the_file(tmp_path):
     a = _write(tmp_path / "a", _report(0, SR0))
     with pytest.raises(DataError, match=r"nowhere/ablation.json: cannot read"):

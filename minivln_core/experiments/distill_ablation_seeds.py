@@ -17,8 +17,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from minivln_core.config import from_dict, to_dict
 from minivln_core.errors import ConfigError, DataError
-from minivln_core.experiments.distill_ablation import goal_lines, goals, plot_ablation
+from minivln_core.experiments.distill_ablation import AblationConfig, goal_lines, goals, plot_ablation
 from minivln_core.io_utils import atomic_write_json, atomic_write_text, read_json
 
 METRICS = ("sr", "spl", "ndtw", "rgs", "rgspl")
@@ -29,6 +30,12 @@ TEACHER_KEYS = ("teacher", "teacher_pretrain", "teacher_finetune_steps")
 
 
 def _comparable(config: dict[str, Any], skip: tuple[str, ...] = FREE_KEYS) -> dict[str, Any]:
+    """The config with every key filled in (a report written before a key existed holds its default,
+    which is what that run used) and the free keys left out."""
+    try:
+        config = to_dict(from_dict(AblationConfig, config))
+    except ConfigError as exc:
+        raise DataError("<ablation.json>", f"config: {exc}") from None
     out = {k: v for k, v in config.items() if k not in skip}
     out["budget"] = {k: v for k, v in config.get("budget", {}).items() if k not in skip}
     return out
