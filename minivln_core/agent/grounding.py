@@ -88,6 +88,5 @@ class InstructionGrounding:
             pick = thirds == third
             if pick.any():
                 cols[..., 1 + third] = sims[..., pick].max(-1)
-        cols[norms[..., 0] <= 1e-8] = 0.0                                                # no names: no match
         out[:, : cols.shape[1] * COLUMNS_PER_CHUNK] = cols.reshape(rows, -1)
         return out
