@@ -12,7 +12,7 @@ import torch
 
 from fixtures_data import write_real_format_data
 from minivln_core.agent.agent import NavigationAgent, policy_grounding
-from minivln_core.agent.grounding import InstructionGrounding, instruction_words
+from minivln_core.agent.grounding import COLUMN_NAMES, InstructionGrounding, instruction_words
 from minivln_core.agent.inputs import panorama_batch, panorama_tokens
 from minivln_core.cli import main
 from minivln_core.errors import ConfigError
@@ -49,6 +49,7 @@ def test_columns_match_words_by_third_and_chunk():
     assert cols.shape == (3, 8) and cols.dtype == np.float32
     # near chunk of row 0 is "sink": best match 1 overall and in the last third, low in the first two
     np.testing.assert_allclose(cols[0, [0, 3]], 1.0, atol=1e-5)
+    assert len(COLUMN_NAMES) * 2 == grounding.size and COLUMN_NAMES[3] == "last third"   # the names follow
     assert cols[0, 1] < 0.3 and cols[0, 2] < 0.3
     np.testing.assert_array_equal(cols[0, 4:], 0.0)                    # empty far chunk: no match
     # far chunk of row 1 is "bed", the 4th word: the middle third

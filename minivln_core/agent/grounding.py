@@ -31,6 +31,8 @@ from minivln_core.models.config import GROUND_COLUMNS_PER_CHUNK as COLUMNS_PER_C
 from minivln_core.models.config import ground_columns
 
 _WORD = re.compile(r"[a-z]+")
+# What each of a chunk's COLUMNS_PER_CHUNK numbers is the best match over, in column order.
+COLUMN_NAMES = ("whole instruction", "first third", "middle third", "last third")
 CACHED_INSTRUCTIONS = 512  # per-instruction word matrices kept (a batch's episodes; words stay cached anyway)
 
 

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from minivln_core.agent.grounding import CHUNK, InstructionGrounding
+from minivln_core.agent.grounding import CHUNK, COLUMN_NAMES, InstructionGrounding
 from minivln_core.data.features import ViewFeatureStore
 from minivln_core.data.world import WorldPaths, load_episodes, load_graphs_for
 from minivln_core.errors import DataError
 
-COLUMNS = {"whole instruction": 0, "first third": 1, "middle third": 2, "last third": 3}
+COLUMNS = {name: i for i, name in enumerate(COLUMN_NAMES)}  # name -> column within a chunk
 
 
 def _pair_scores(goal: float, neighbours: list[float]) -> list[float]:
