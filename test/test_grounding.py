@@ -255,3 +255,26 @@ def test_grounding_signal_separates_goals_only_when_the_scores_do(world, tmp_pat
     real = json.loads(out.read_text())
     assert real["task"] == "r2r" and real["every"] == 2 and 0.0 <= real["columns"]["last third"]["auc_goal_vs_neighbour"] <= 1.0
     assert main(["grounding-signal", "--world", str(world), "--split", "nosuch", "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("students_grounded", [True, False])
+def test_a_reverie_ablation_distils_a_grounded_teacher(world, tmp_path, students_grounded):
+    """What the REVERIE Table III runs (grounded students), and plain students of a grounded teacher:
+    each policy builds the columns it takes, the teacher's batches have them whatever the student's lack."""
+    from minivln_core.models.checkpoint import save_pretrained
+
+    teacher = DuetPolicy(preset("tiny-teacher", image_feat_size=384, task="reverie", grounding=True))
+    save_pretrained(teacher, tmp_path / "teacher")
+    out = tmp_path / "ablation"
+    assert main(["ablation", "--world", str(world), "--out", str(out), "--teacher", str(tmp_path / "teacher"),
+                 "--budget", "smoke", "--quiet", "--set", "task=reverie", "--set", "student_preset=tiny-student",
+                 "--set", f"pretrain.grounding={str(students_grounded).lower()}", "--set", "max_steps=5", "--set", "splits=[val_unseen]",
+                 "--set", "pretrain.eval_splits=[]", "--set", "finetune.eval_splits=[]", "--set", "bench.steps=2",
+                 "--set", "bench.warmup=1", "--set", "bench.min_nodes=2", "--set", "bench.threads=1",
+                 "--set", "threads=1"]) == 0
+    rows = json.loads((out / "ablation.json").read_text())["results"]
+    assert [r["id"] for r in rows] == ["teacher", "#1", "#2", "#3", "#4"] and all("rgs" in r for r in rows)
+    for name in ("two-stage", "pretrain-kd", "finetune-kd", "no-kd"):
+        assert load_policy(out / "student" / name / "best").config.ground_feat_size == 4 * students_grounded
+    assert "kd_hidden" in (out / "student" / "distill-pretrain" / "metrics.jsonl").read_text()
+    assert "teacher_kd_fuse" in (out / "student" / "two-stage" / "metrics.jsonl").read_text()
