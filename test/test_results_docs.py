@@ -1,5 +1,6 @@
-"""The committed result summaries (docs/results/) check out: each Table III seed report is what the
-code renders from its JSON, its goals follow from its rows, and docs/results.md quotes its figures."""
+"""The committed result summaries (docs/results/) check out: each Table III (IV, V) seed report is what
+the code renders from its JSON, its goals follow from its rows, each summary over seeds is what
+`ablation-seeds` computes from the committed seed reports, and docs/results.md quotes the figures."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from minivln_core.experiments.distill_ablation import goals, write_ablation_report
+from minivln_core.experiments.distill_ablation_seeds import load_reports, summarise
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-SEED_REPORTS = sorted(DOCS.glob("results/table3_*/seed*/ablation.json"))
+SEED_REPORTS = sorted(DOCS.glob("results/table*_*/seed*/ablation.json"))
+SEED_SUMMARIES = sorted(DOCS.glob("results/table*_*/seeds/ablation_seeds.json"))
 SECTION = "## Table III with a converged teacher on the 60-house world"
 
 
@@ -25,6 +28,13 @@ def test_a_seed_report_is_rendered_from_its_json(path, tmp_path, monkeypatch):
     monkeypatch.setattr("minivln_core.experiments.distill_ablation.plot_ablation", lambda *a, **k: None)
     write_ablation_report(tmp_path, report)
     assert (tmp_path / "ablation.md").read_text() == (path.parent / "ablation.md").read_text()
+
+
+@pytest.mark.parametrize("path", SEED_SUMMARIES, ids=lambda p: p.parent.parent.name)
+def test_a_summary_over_seeds_is_computed_from_the_committed_seeds(path):
+    committed = json.loads(path.read_text())
+    runs = [path.parent.parent / f"seed{seed}" for seed in committed["seeds"]]
+    assert json.loads(json.dumps(summarise(load_reports(runs)))) == committed
 
 
 def test_results_md_quotes_the_synth60_seeds():
