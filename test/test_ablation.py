@@ -15,6 +15,7 @@ from minivln_core.experiments.distill_ablation import AblationBudget, AblationCo
 from minivln_core.errors import ConfigError
 from minivln_core.models import DuetPolicy, preset
 from minivln_core.models.checkpoint import save_pretrained
+from minivln_core.perception.variant_choice import checkpoint_digest
 
 DIM = 16
 TINY = ["--budget", "smoke", "--set", "student_preset=tiny-student", "--set", "max_steps=5",
@@ -49,6 +50,7 @@ def test_a_tiny_ablation_writes_its_report_and_resumes(world, tmp_path, capsys):
     assert report["student"]["shape"] == "24 wide, 4 heads, 1 / 1 / 1 layers" and not report["teacher"]["trained_here"]
     # With only a fine-tuned teacher given, it is stage 1's teacher too.
     assert report["teacher"]["checkpoint"] == report["teacher"]["pretrain_checkpoint"] == str(tmp_path / "teacher")
+    assert report["teacher"]["digest"] == report["teacher"]["pretrain_digest"] == checkpoint_digest(tmp_path / "teacher")
     md = (out / "ablation.md").read_text()
     assert "| #1 | #1 student, both stages | ✓ | ✓ | 0.1 | val_unseen |" in md and "## Goals" in md
     assert "scored on 4 instructions per split, spread over its houses." in md      # the smoke budget's eval_limit

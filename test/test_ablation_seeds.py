@@ -151,3 +151,16 @@ def test_seeds_may_share_one_teacher_but_not_use_different_ones(tmp_path):
     # Own teachers trained with the same settings at other seeds: the usual seed study.
     e = _write(tmp_path / "e", _shared(1, SR1, str(tmp_path / "e" / "teacher"), trained_here=True))
     assert not summarise(load_reports([a, e]))["shared_teacher"]
+
+
+def test_one_teacher_is_known_by_its_weights_wherever_it_was_read_from(tmp_path):
+    """A clone elsewhere (or a worktree) reads the same shipped teacher from another folder."""
+    here, there = _shared(0, SR0, "/clone/a/teacher", False), _shared(1, SR1, "/clone/b/teacher", False)
+    there["config"].update(teacher=here["config"]["teacher"], teacher_pretrain=here["config"]["teacher_pretrain"])
+    for report in (here, there):
+        report["teacher"].update(digest="d1", pretrain_digest="d0")
+    runs = [_write(tmp_path / "a", here), _write(tmp_path / "b", there)]
+    assert summarise(load_reports(runs))["shared_teacher"]
+    there["teacher"]["digest"] = "d2"                                   # other weights in the same place
+    (runs[1] / "ablation.json").write_text(json.dumps(there))
+    assert not summarise(load_reports(runs))["shared_teacher"]

@@ -39,6 +39,7 @@ from minivln_core.models.checkpoint import CONFIG_NAME
 from minivln_core.models.config import ModelConfig
 from minivln_core.models.loading import load_policy
 from minivln_core.models.shipped import resolve_checkpoint
+from minivln_core.perception.variant_choice import checkpoint_digest
 from minivln_core.train.jobs import Job, run_jobs
 from minivln_core.train.optim import OptimConfig
 from minivln_core.train.pretrain import run_pretrain
@@ -295,6 +296,9 @@ class Ablation:
         report = {"title": "MiniVLN two-stage distillation ablation",
                   "teacher": {"checkpoint": str(checkpoints["teacher"]),
                               "pretrain_checkpoint": str(checkpoints["teacher_pretrain"]),
+                              # what the checkpoints hold, wherever they were read from
+                              "digest": checkpoint_digest(checkpoints["teacher"]),
+                              "pretrain_digest": checkpoint_digest(checkpoints["teacher_pretrain"]),
                               "shape": model_shape(teacher_cfg), "trained_here": not cfg.teacher},
                   "student": {"preset": cfg.student_preset, "shape": model_shape(student_cfg)},
                   "budget": to_dict(cfg.budget), "config": to_dict(cfg), "speedup": timing["speedup"],

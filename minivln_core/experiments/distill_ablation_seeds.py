@@ -42,9 +42,11 @@ def _comparable(config: dict[str, Any], skip: tuple[str, ...] = FREE_KEYS) -> di
 
 
 def _teacher_used(report: dict[str, Any]) -> tuple[str, str] | None:
-    """The resolved stage-2 and stage-1 teacher checkpoints of a run (None in reports that predate
-    'pretrain_checkpoint')."""
+    """The stage-2 and stage-1 teacher checkpoints of a run: their weights' digests, or in reports
+    older than the digests their resolved folders (None in reports that predate 'pretrain_checkpoint')."""
     teacher = report["teacher"]
+    if "digest" in teacher:
+        return teacher["digest"], teacher["pretrain_digest"]
     if "pretrain_checkpoint" not in teacher:
         return None
     return str(Path(teacher["checkpoint"]).resolve()), str(Path(teacher["pretrain_checkpoint"]).resolve())
