@@ -16,7 +16,9 @@ from minivln_core.experiments.distill_ablation_seeds import load_reports, summar
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SEED_REPORTS = sorted(DOCS.glob("results/table*_*/seed*/ablation.json"))
 SEED_SUMMARIES = sorted(DOCS.glob("results/table*_*/seeds/ablation_seeds.json"))
-SECTION = "## Table III with a converged teacher on the 60-house world"
+# docs/results/<folder> -> the results.md section that quotes its seeds' val_unseen figures
+SECTIONS = {"table3_synth60": "## Table III with a converged teacher on the 60-house world",
+            "table45_synth60": "## Tables IV and V on the 60-house world"}
 
 
 @pytest.mark.parametrize("path", SEED_REPORTS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
@@ -37,15 +39,20 @@ def test_a_summary_over_seeds_is_computed_from_the_committed_seeds(path):
     assert json.loads(json.dumps(summarise(load_reports(runs)))) == committed
 
 
-def test_results_md_quotes_the_synth60_seeds():
-    reports = [json.loads(p.read_text()) for p in SEED_REPORTS if p.parent.parent.name == "table3_synth60"]
+@pytest.mark.parametrize("folder, section", SECTIONS.items())
+def test_results_md_quotes_every_committed_seed(folder, section):
+    reports = [json.loads(p.read_text()) for p in SEED_REPORTS if p.parent.parent.name == folder]
     if not reports:
-        pytest.skip("no Table III seed of the 60-house world committed")
+        pytest.skip(f"no seed report committed in docs/results/{folder}")
     text = (DOCS / "results.md").read_text()
-    assert SECTION in text
-    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0].replace("**", "")
+    assert section in text
+    body = text.split(section, 1)[1].split("\n## ", 1)[0].replace("**", "")
     for report in reports:
         for row in report["results"]:
             if row["split"] == "val_unseen":
                 triple = f"{row['sr']:.1f} / {row['spl']:.1f} / {row['ndtw']:.1f}"
-                assert re.search(re.escape(triple), section), (row["name"], triple)
+                assert re.search(re.escape(triple), body), (folder, row["name"], triple)
+
+
+def test_every_committed_table_has_its_section():
+    assert {p.parent.parent.name for p in SEED_REPORTS} <= set(SECTIONS)
