@@ -41,6 +41,7 @@ def test_columns_match_words_by_third_and_chunk():
     grounding = InstructionGrounding(768, WordVectors())                 # [near, far] name chunks
     assert grounding.size == 8 and instruction_words("Walk past the Sofa, stop.") == ["walk", "past", "the",
                                                                                        "sofa", "stop"]
+    assert len(COLUMN_NAMES) * 2 == grounding.size and COLUMN_NAMES[3] == "last third"   # per chunk, in order
     text = "go past the bed and stop at the sink"                       # 9 words: thirds of 3
     near_sink = np.concatenate([vector("sink"), np.zeros(384, np.float32)])
     far_bed = np.concatenate([vector("lamp"), vector("bed")])
@@ -49,7 +50,6 @@ def test_columns_match_words_by_third_and_chunk():
     assert cols.shape == (3, 8) and cols.dtype == np.float32
     # near chunk of row 0 is "sink": best match 1 overall and in the last third, low in the first two
     np.testing.assert_allclose(cols[0, [0, 3]], 1.0, atol=1e-5)
-    assert len(COLUMN_NAMES) * 2 == grounding.size and COLUMN_NAMES[3] == "last third"   # the names follow
     assert cols[0, 1] < 0.3 and cols[0, 2] < 0.3
     np.testing.assert_array_equal(cols[0, 4:], 0.0)                    # empty far chunk: no match
     # far chunk of row 1 is "bed", the 4th word: the middle third
@@ -268,8 +268,8 @@ def test_a_reverie_ablation_distils_a_grounded_teacher(world, tmp_path, students
     out = tmp_path / "ablation"
     assert main(["ablation", "--world", str(world), "--out", str(out), "--teacher", str(tmp_path / "teacher"),
                  "--budget", "smoke", "--quiet", "--set", "task=reverie", "--set", "student_preset=tiny-student",
-                 "--set", f"pretrain.grounding={str(students_grounded).lower()}", "--set", "max_steps=5", "--set", "splits=[val_unseen]",
-                 "--set", "pretrain.eval_splits=[]", "--set", "finetune.eval_splits=[]", "--set", "bench.steps=2",
+                 "--set", f"pretrain.grounding={str(students_grounded).lower()}", "--set", "max_steps=5",
+                 "--set", "splits=[val_unseen]", "--set", "pretrain.eval_splits=[]", "--set", "finetune.eval_splits=[]", "--set", "bench.steps=2",
                  "--set", "bench.warmup=1", "--set", "bench.min_nodes=2", "--set", "bench.threads=1",
                  "--set", "threads=1"]) == 0
     rows = json.loads((out / "ablation.json").read_text())["results"]
